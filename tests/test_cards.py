@@ -1,0 +1,123 @@
+import pytest
+from conftest import write_card
+
+from pipelines.cards import load_card, resolve_card_path, shipped_cards
+from pipelines.errors import CardError
+
+EXPECTED_CARDS = {"cola", "sst2", "imdb", "snli", "mnli", "klue_nli", "nsmc", "ko_emotion"}
+
+
+def test_every_tutorial_task_has_a_card():
+    assert EXPECTED_CARDS <= set(shipped_cards())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CARDS))
+def test_shipped_card_is_valid_and_complete(name):
+    card = load_card(name)
+    assert card.name == name
+    assert card.description and card.recommended_model
+    assert card.select_by in card.metrics
+    assert len(card.labels) >= 2
+    assert card.sample_path is not None, f"{name} must bundle a sample for offline fallback"
+    # the header comment names the source
+    assert card.path.read_text(encoding="utf-8").startswith("# ")
+
+
+def test_shipped_card_defaults_build_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    from pipelines.train import base_defaults
+
+    for name in shipped_cards():
+        card = load_card(name)
+        args = TrainingArguments(**{**base_defaults(card), **card.defaults, "output_dir": str(tmp_path)})
+        assert args.metric_for_best_model == card.select_by
+
+
+def test_tutorial_specifics():
+    assert load_card("klue_nli").is_pair and load_card("snli").is_pair and load_card("mnli").is_pair
+    assert load_card("snli").drop_labels == ("-1", "-")
+    assert load_card("mnli").dataset["hub"]["splits"]["validation"] == "validation_matched"
+    emotion = load_card("ko_emotion")
+    assert len(emotion.labels) == 6 and emotion.dataset["local"]["format"] == "xlsx"
+    assert ("join", {"columns": ["사람문장1", "사람문장2"], "into": "text"}) in emotion.preprocess
+    assert emotion.defaults["lr_scheduler_type"] == "cosine"
+    assert load_card("imdb").split == {"test": 0.2, "validation": 0.3, "stratify": True, "seed": 42}
+
+
+def test_unknown_task_suggests_the_close_name():
+    with pytest.raises(CardError, match=r"unknown task 'colaa' \(did you mean `cola`\?\); shipped tasks: .*cola"):
+        resolve_card_path("colaa")
+
+
+def test_card_by_path_and_missing_path(tmp_path):
+    path = write_card(tmp_path)
+    assert load_card(str(path)).name == "toy"
+    with pytest.raises(CardError, match="card file .*nope.yaml not found"):
+        load_card(str(tmp_path / "nope.yaml"))
+
+
+def test_all_problems_reported_at_once_with_did_you_mean(tmp_path):
+    path = write_card(
+        tmp_path,
+        labelz=["a", "b"],
+        max_length="long",
+        select_by="mmc",
+        defaults={"learning_rate": "2e-5", "num_train_epoch": 3},
+    )
+    with pytest.raises(CardError) as info:
+        load_card(str(path))
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: 5 problem(s): ")
+    assert "labelz: unknown key (did you mean `labels`?)" in msg
+    assert "max_length: expected an integer from 8 to 8192, got the string 'long'" in msg
+    assert "select_by: expected one of ['accuracy', 'mcc', 'f1'], got the string 'mmc' (did you mean `mcc`?)" in msg
+    assert "defaults.learning_rate: expected a number, got the string '2e-5' (YAML reads 2e-5 as a string: write it as 2e-05)" in msg
+    assert "defaults.num_train_epoch: not a TrainingArguments key (did you mean `num_train_epochs`?)" in msg
+
+
+def test_missing_required_keys_and_labels_duplicates(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("description: x\nlabels: [a, a]\ndataset: {}\n", encoding="utf-8")
+    with pytest.raises(CardError) as info:
+        load_card(str(path))
+    msg = str(info.value)
+    for part in ("text_columns: missing (required)", "label_column: missing (required)",
+                 "labels: duplicate items ['a']", "dataset: needs a `hub` source, a `local` source, or both"):
+        assert part in msg
+
+
+def test_preprocess_steps_are_checked_by_name_and_arguments(tmp_path):
+    path = write_card(tmp_path, preprocess=["strp", {"join": {"columns": ["a"], "sep": " "}}, {"strip": {"colums": ["a"]}}])
+    with pytest.raises(CardError) as info:
+        load_card(str(path))
+    msg = str(info.value)
+    assert "preprocess[0]: unknown preprocessing step `strp` (did you mean `strip`?)" in msg
+    assert "preprocess[1] (join): missing argument(s) ['into']" in msg
+    assert "preprocess[2] (strip): unknown argument(s) ['colums']" in msg
+
+
+def test_cards_never_set_tokens_or_output(tmp_path):
+    path = write_card(tmp_path, defaults={"hub_token": "hf_x", "output_dir": "x"})
+    with pytest.raises(CardError, match="defaults.hub_token: not allowed in a card"):
+        load_card(str(path))
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("description: x\nlabels: [a, b\n", encoding="utf-8")
+    with pytest.raises(CardError, match=r"broken.yaml: line \d+: not valid YAML"):
+        load_card(str(path))
+
+
+def test_resolved_card_round_trips(tmp_path):
+    import yaml
+
+    card = load_card("ko_emotion")
+    saved = tmp_path / "task_card.yaml"
+    saved.write_text(yaml.safe_dump(card.to_dict(), allow_unicode=True), encoding="utf-8")
+    again = load_card(str(saved))
+    assert again.name == "ko_emotion"
+    assert again.to_dict() == card.to_dict()
+    assert again.sample_path == card.sample_path
