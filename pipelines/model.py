@@ -71,3 +71,17 @@ def load_model(card: TaskCard, name: str | None, online: bool = False) -> PreTra
     except (OSError, ValueError) as err:
         log.debug("model load failed: %s", err)
         raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
+
+
+def load_trained(model_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A fine-tuned classifier and its tokenizer from a directory, ready for inference."""
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} is not a saved model directory (no config.json); pass the --output-dir of a run")
+    tokenizer = load_tokenizer(str(path))
+    try:
+        clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as err:
+        log.debug("model load failed: %s", err)
+        raise ModelError(f"cannot load the model in {path}: {_hint(str(path), False)}") from None
+    return clf.eval(), tokenizer

@@ -10,8 +10,10 @@ log = logging.getLogger("cardtune")
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Our INFO lines on stderr; the HF libraries only above WARNING."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    """Our INFO lines on stderr; the HF libraries only above WARNING. Handlers an embedding
+    application (or pytest) already installed are kept."""
+    logging.getLogger().setLevel(level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not sys.stderr.isatty():  # progress bars turn into thousands of lines in a log file
         import datasets
         import transformers

@@ -1,0 +1,79 @@
+import math
+
+import datasets
+import numpy as np
+import pytest
+from conftest import write_card
+
+from pipelines import features, metrics
+from pipelines.cards import load_card
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def test_single_sentences_are_not_padded_and_lengths_recorded(tokenizer, tmp_path):
+    card = load_card(str(write_card(tmp_path, max_length=8)))
+    dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"text": ["the cat", "the cat sat on the mat under the tree", "a dog"], "label": [0, 1, 0]})})
+    out = features.tokenize(dsd, tokenizer, card)["train"]
+    assert [len(x) for x in out["input_ids"]] == out["length"] == [4, 8, 4]  # no padding; cut at 8
+    assert out["truncated"] == [False, True, False]
+    assert out["row"] == [0, 1, 2]
+    assert set(out.column_names) >= {"text", "label", "attention_mask"}
+
+
+def test_pairs_are_real_pairs_with_segment_ids(tokenizer, tmp_path):
+    card = load_card(str(write_card(tmp_path, text_columns=["premise", "hypothesis"])))
+    dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"premise": ["a man is sleeping"], "hypothesis": ["he ran"], "label": [1]})})
+    row = features.tokenize(dsd, tokenizer, card)["train"][0]
+    tokens = tokenizer.convert_ids_to_tokens(row["input_ids"])
+    assert tokens == ["[CLS]", "a", "man", "is", "sleeping", "[SEP]", "he", "ran", "[SEP]"]
+    assert row["token_type_ids"] == [0] * 6 + [1] * 3
+
+
+def test_sort_by_length_keeps_row_for_restoring_order(tokenizer, tmp_path):
+    card = load_card(str(write_card(tmp_path)))
+    texts = ["a", "the cat sat on the mat", "the cat", "the cat sat"]
+    dsd = datasets.DatasetDict({"test": datasets.Dataset.from_dict({"text": texts})})
+    ordered = features.sort_by_length(features.tokenize(dsd, tokenizer, card)["test"])
+    assert ordered["length"] == sorted(ordered["length"], reverse=True)
+    restored = np.asarray(ordered["text"])[np.argsort(ordered["row"])]
+    assert list(restored) == texts
+
+
+def test_collator_pads_to_the_longest_in_the_batch(tokenizer):
+    batch = features.collator(tokenizer)([{"input_ids": [2, 5, 3]}, {"input_ids": [2, 5, 6, 7, 3]}])
+    assert batch["input_ids"].shape == (2, 5)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+
+
+def test_metrics_match_hand_computed_values():
+    labels = [1, 1, 1, 0, 0, 0, 0, 1]
+    preds = [1, 1, 0, 0, 0, 1, 0, 1]
+    tp, tn, fp, fn = 3, 3, 1, 1
+    mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    out = metrics.compute(labels, preds, num_labels=2)
+    assert out["accuracy"] == pytest.approx(6 / 8)
+    assert out["mcc"] == pytest.approx(mcc)
+    assert out["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+
+
+def test_multiclass_f1_is_macro_and_constant_predictions_give_zero_mcc():
+    out = metrics.compute([0, 1, 2, 2], [0, 1, 1, 2], num_labels=3)
+    assert out["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert metrics.compute([0, 1, 1, 0], [1, 1, 1, 1], num_labels=2)["mcc"] == 0.0
+
+
+def test_compute_metrics_for_trainer_uses_argmax_of_logits():
+    from transformers import EvalPrediction
+
+    fn = metrics.for_labels(2)
+    pred = EvalPrediction(predictions=np.array([[2.0, -1.0], [0.1, 0.3]]), label_ids=np.array([0, 0]))
+    assert fn(pred)["accuracy"] == 0.5
+    assert metrics.softmax(np.array([[1000.0, 1000.0]])).tolist() == [[0.5, 0.5]]
