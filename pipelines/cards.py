@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from dataclasses import asdict, dataclass, field
@@ -81,15 +82,22 @@ def _defaults(value: Any, path: str, problems: list) -> dict[str, Any] | None:
     hints = _training_argument_types()
     for key, val in value.items():
         where = f"{path}.{key}"
-        if key in NOT_IN_CARD:
+        if key in NOT_IN_CARD or key in _run_only():
             problems.append(f"{where}: not allowed in a card; pass it on the command line")
         elif key not in hints:
-            problems.append(f"{where}: not a TrainingArguments key{s.did_you_mean(str(key), list(hints))}")
+            hint = s.did_you_mean(str(key), list(hints))
+            problems.append(f"{where}: not a TrainingArguments key or cardtune option{hint}")
         elif not s.type_matches(val, hints[key]):
             number = _numeric_string(val)
             tip = f" (YAML reads {val} as a string: write it as {number!r})" if number is not None else ""
             problems.append(f"{where}: expected {s.describe_type(hints[key])}, got {s._show(val)}{tip}")
     return dict(value)
+
+
+def _run_only() -> frozenset[str]:
+    from pipelines.options import NOT_IN_CARD as RUN_ONLY
+
+    return RUN_ONLY
 
 
 def _numeric_string(val: Any) -> float | None:
@@ -104,11 +112,17 @@ def _numeric_string(val: Any) -> float | None:
 
 @functools.lru_cache(maxsize=1)
 def _training_argument_types() -> dict[str, Any]:
+    """Keys a card's `defaults` may set: TrainingArguments fields and cardtune's run options."""
     from transformers import TrainingArguments  # heavy; only needed to check `defaults`
 
-    fields = {f.name for f in TrainingArguments.__dataclass_fields__.values() if f.init}
-    hints = typing.get_type_hints(TrainingArguments)
-    return {k: hints.get(k, Any) for k in fields}
+    from pipelines.options import NOT_IN_CARD as RUN_ONLY
+    from pipelines.options import RunArgs
+
+    out: dict[str, Any] = {}
+    for cls, skip in ((TrainingArguments, NOT_IN_CARD), (RunArgs, RUN_ONLY)):
+        hints = typing.get_type_hints(cls)
+        out.update({f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init and f.name not in skip})
+    return out
 
 
 CARD = {
@@ -129,7 +143,7 @@ CARD = {
     "select_by": s.Field(s.choice(*METRICS), None, "metric that picks the best checkpoint"),
     "max_length": s.Field(s.integer(8, 8192), 128),
     "truncation": s.Field(s.choice(*TRUNCATION), "longest_first", "how sentence pairs are cut"),
-    "defaults": s.Field(_defaults, None, "TrainingArguments defaults for this task"),
+    "defaults": s.Field(_defaults, None, "TrainingArguments / cardtune option defaults for this task"),
 }
 
 

@@ -8,6 +8,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from pipelines.cards import TaskCard
 from pipelines.errors import ModelError
+from pipelines.readers import column
 
 # Columns tokenization adds besides the model inputs: `length` feeds length-grouped sampling and
 # sorted evaluation, `row` restores input order after sorting, `truncated` counts cut inputs.
@@ -26,12 +27,14 @@ def encode(
     second: list[str] | None,
     max_length: int,
     truncation: str = "longest_first",
+    pad_to_max_length: bool = False,
 ) -> dict[str, list]:
-    """Encode one batch without padding; adds `length` and `truncated` per row."""
+    """Encode one batch (unpadded unless asked); adds `length` (real tokens) and `truncated`."""
     strategy = truncation if second is not None else True
-    enc = tokenizer(first, second, truncation=strategy, max_length=max_length)
+    padding = "max_length" if pad_to_max_length else False
+    enc = tokenizer(first, second, truncation=strategy, max_length=max_length, padding=padding)
     out = dict(enc)
-    out["length"] = [len(ids) for ids in enc["input_ids"]]
+    out["length"] = [sum(mask) for mask in enc["attention_mask"]]
     out["truncated"] = [bool(e.overflowing) for e in enc.encodings]
     return out
 
@@ -41,6 +44,7 @@ def tokenize(
     tokenizer: PreTrainedTokenizerBase,
     card: TaskCard,
     max_length: int | None = None,
+    pad_to_max_length: bool = False,
 ) -> datasets.DatasetDict:
     """Batched `map` over every split; keeps the text and label columns for reports."""
     max_length = max_length or card.max_length
@@ -48,7 +52,8 @@ def tokenize(
     second = card.text_columns[1] if card.is_pair else None
 
     def fn(batch: dict, indices: list[int]) -> dict:
-        out = encode(tokenizer, batch[first], batch[second] if second else None, max_length, card.truncation)
+        pair = batch[second] if second else None
+        out = encode(tokenizer, batch[first], pair, max_length, card.truncation, pad_to_max_length)
         out["row"] = indices
         return out
 
@@ -57,7 +62,7 @@ def tokenize(
 
 def sort_by_length(ds: datasets.Dataset) -> datasets.Dataset:
     """Longest first, so evaluation batches pad little and memory peaks show up at once."""
-    order = np.argsort(-np.asarray(ds["length"]), kind="stable")
+    order = np.argsort(-np.asarray(column(ds, "length")), kind="stable")
     return ds.select(order)
 
 

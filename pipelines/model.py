@@ -55,12 +55,15 @@ def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenize
         raise ModelError(f"cannot load the tokenizer of model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
 
 
-def load_model(card: TaskCard, name: str | None, online: bool = False) -> PreTrainedModel:
+def load_model(
+    card: TaskCard, name: str | None, online: bool = False, attn_implementation: str | None = "sdpa"
+) -> PreTrainedModel:
     """A sequence classifier whose config carries the card's label names."""
     path = resolve(name)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             path,
+            attn_implementation=attn_implementation,
             num_labels=len(card.labels),
             id2label=card.id2label,
             label2id={label: i for i, label in card.id2label.items()},

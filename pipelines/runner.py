@@ -16,26 +16,32 @@ import yaml
 from transformers import TrainingArguments
 
 import pipelines
-from pipelines import features, model, report
+from pipelines import cache, features, hardware, model, report
 from pipelines.cards import TaskCard
 from pipelines.data import LoadedData, load_splits
-from pipelines.train import RunArgs, TrainResult, train
+from pipelines.options import RunArgs
+from pipelines.readers import column
+from pipelines.train import TrainResult, train
 
 log = logging.getLogger(__name__)
 
 
 def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
     """Train `card` as configured; returns the contents of metrics.json (empty on non-main ranks)."""
+    threads = hardware.configure_threads(run.threads)
     data = load_splits(card, run.data_dir, run.online)
     tokenizer = model.load_tokenizer(run.model, run.online)
     features.check_fast(tokenizer, run.model or model.DEFAULT_MODEL)
     transformers.set_seed(args.seed)  # the new classifier head is initialised at load time
-    classifier = model.load_model(card, run.model, run.online)
-    feats = features.tokenize(data.splits, tokenizer, card, run.max_length)
+    classifier = model.load_model(card, run.model, run.online, run.attn_implementation)
+    max_length = run.max_length or card.max_length
+    with args.main_process_first(desc="tokenize"):  # rank 0 fills the cache, the others read it
+        feats = cache.cached_tokenize(card, data.splits, tokenizer, max_length, run.pad_to_max_length,
+                                      run.cache_features)
     for split, ds in feats.items():
-        log.info("%s: %d rows, %d truncated at %d tokens", split, len(ds), sum(ds["truncated"]),
-                 run.max_length or card.max_length)
-    result = train(card, args, feats, classifier, tokenizer)
+        log.info("%s: %d rows, %d truncated at %d tokens", split, len(ds), sum(column(ds, "truncated")), max_length)
+    log.info("%d CPU thread(s) per process; effective batch size %d", threads, effective_batch_size(args))
+    result = train(card, args, feats, classifier, tokenizer, sort_eval=run.sort_eval)
     if not result.trainer.is_world_process_zero():
         return {}
     summary = write_outputs(card, run, args, data, feats, result)
@@ -67,7 +73,7 @@ def write_outputs(
     report.plot_curves(rows, card.select_by, stage / "learning_curve.png")
     if result.test is not None:
         test = feats["test"]
-        texts = {c: test[c] for c in card.text_columns}
+        texts = {c: column(test, c) for c in card.text_columns}
         report.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs, result.test.labels)
     summary = metrics_summary(card, run, args, data, feats, result, rows)
     report.write_json(stage / "run_config.json", run_config(run, args, card))

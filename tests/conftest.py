@@ -6,6 +6,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+import tempfile  # noqa: E402
+
+os.environ["CARDTUNE_CACHE"] = tempfile.mkdtemp(prefix="cardtune-test-cache-")  # never the user's cache
 
 import json  # noqa: E402
 import string  # noqa: E402

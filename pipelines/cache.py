@@ -1,0 +1,72 @@
+"""Tokenized features cached on disk, keyed by everything that changes them: the loaded texts
+and labels, the tokenizer, max length, truncation and padding. A second run of the same card
+and model memory-maps the Arrow files instead of tokenizing again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+from transformers import PreTrainedTokenizerBase
+
+import pipelines
+from pipelines import features
+from pipelines.cards import TaskCard
+from pipelines.readers import column
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """`$CARDTUNE_CACHE/features`, by default `~/.cache/cardtune/features`."""
+    return Path(os.environ.get("CARDTUNE_CACHE", "~/.cache/cardtune")).expanduser() / "features"
+
+
+def fingerprint(
+    card: TaskCard, splits: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int, padded: bool
+) -> str:
+    """A content hash: the same data and tokenizer give the same key on any machine."""
+    h = hashlib.sha256()
+    settings = {"v": pipelines.__version__, "text": card.text_columns, "truncation": card.truncation,
+                "max_length": max_length, "padded": padded}
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update(hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).digest())
+    for name in sorted(splits):
+        ds = splits[name]
+        h.update(name.encode())
+        for col in [*card.text_columns, "label"]:
+            if col in ds.column_names:
+                h.update(json.dumps(column(ds, col), ensure_ascii=False).encode())
+    return h.hexdigest()[:32]
+
+
+def cached_tokenize(
+    card: TaskCard,
+    splits: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    padded: bool = False,
+    enabled: bool = True,
+) -> datasets.DatasetDict:
+    """`features.tokenize`, through the on-disk cache when `enabled`."""
+    if not enabled:
+        return features.tokenize(splits, tokenizer, card, max_length, padded)
+    path = cache_root() / fingerprint(card, splits, tokenizer, max_length, padded)
+    if (path / "dataset_dict.json").is_file():
+        log.info("reusing tokenized features from %s", path)
+        return datasets.load_from_disk(str(path))
+    feats = features.tokenize(splits, tokenizer, card, max_length, padded)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        feats.save_to_disk(str(tmp))
+        os.replace(tmp, path)  # another process may have won the race: either copy is the same
+    except OSError as err:
+        log.warning("could not cache tokenized features in %s (%s); continuing without", path, err)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return feats
+    return datasets.load_from_disk(str(path))

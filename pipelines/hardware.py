@@ -1,0 +1,55 @@
+"""Fast defaults that depend on the machine: CPU threads, mixed precision, TF32, fused AdamW."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def available_cpus() -> int:
+    """Cores this process may use: affinity mask, capped by a cgroup CPU quota if there is one."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        count = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def local_processes() -> int:
+    """Processes sharing this machine (set by accelerate/torchrun launchers)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("ACCELERATE_NUM_PROCESSES", "1"))))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """One intra-op thread per available core, divided among local processes (oversubscribed
+    threads in data-parallel CPU runs are slower than fewer ones)."""
+    count = threads or max(1, available_cpus() // local_processes())
+    torch.set_num_threads(count)
+    return count
+
+
+def training_defaults() -> dict[str, Any]:
+    """TrainingArguments defaults for the hardware at hand (card and command line still win)."""
+    values: dict[str, Any] = {
+        "optim": "adamw_torch_fused",
+        # The NaN/inf filter calls .item() on every step's loss: a host sync per step on GPUs.
+        "logging_nan_inf_filter": False,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        values.update(bf16=bf16, fp16=not bf16)
+        if torch.cuda.get_device_capability()[0] >= 8:  # TF32 exists from Ampere on
+            values["tf32"] = True
+    return values
