@@ -46,6 +46,9 @@ def training_defaults() -> dict[str, Any]:
         # The NaN/inf filter calls .item() on every step's loss: a host sync per step on GPUs.
         "logging_nan_inf_filter": False,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        # Without a GPU, processes started by a launcher only form a (gloo) process group when
+        # accelerate is told to stay on the CPU.
+        "use_cpu": not torch.cuda.is_available(),
     }
     if torch.cuda.is_available():
         bf16 = torch.cuda.is_bf16_supported()

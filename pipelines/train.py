@@ -44,6 +44,7 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
         "train_sampling_strategy": "group_by_length",
         "per_device_eval_batch_size": 128,
         "seed": 42,
+        "ddp_find_unused_parameters": False,  # every parameter takes part in the loss
         **hardware.training_defaults(),
     }
 
@@ -78,6 +79,9 @@ class CardtuneTrainer(Trainer):
     def __init__(self, *args: Any, train_lengths: list[int] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._train_lengths = train_lengths
+        # Sequence classifiers average their loss over the batch themselves; if the Trainer thinks
+        # the model takes `num_items_in_batch`, it multiplies the loss by the process count in DDP.
+        self.model_accepts_loss_kwargs = False
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy == "group_by_length" and self._train_lengths is not None:
