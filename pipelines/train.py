@@ -38,6 +38,9 @@ class RunArgs:
     online: bool = field(default=False, metadata={"help": "Allow downloading models and Hub datasets (off by default)."})
     max_length: int | None = field(default=None, metadata={"help": "Token limit per example (default: the card's)."})
     keep_checkpoints: bool = field(default=False, metadata={"help": "Keep checkpoint-* folders after a successful run."})
+    hub_dry_run: str | None = field(
+        default=None, metadata={"help": "With --hub-model-id: write the folder a push would upload here, upload nothing."}
+    )
 
 
 def base_defaults(card: TaskCard) -> dict[str, Any]:
