@@ -27,6 +27,8 @@ TOKEN = "hf_cardtuneFakeToken0123456789abcdefXYZ"
 REPO = "alice/toy-classifier"
 PUSHED = {"README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
           "task_card.yaml", "metrics.json", "learning_curve.png"}
+PUSH_CALLS = ["/api/repos/create", "/api/validate-yaml", f"/api/models/{REPO}/preupload/main",
+              f"/api/models/{REPO}/commit/main"]
 HUB_TYPES = {"accuracy": "accuracy", "f1": "f1", "mcc": "matthews_correlation", "loss": "loss"}
 
 
@@ -102,6 +104,8 @@ def test_run_push_to_hub_uploads_the_best_model_once(pushed_run):
     out, hub, printed = pushed_run
     repo = hub.repos[REPO]
     assert len(repo.commits) == 1 and repo.private  # the Trainer pushed no checkpoint of its own
+    # and training asked the Hub for nothing: the only calls are the final push's
+    assert [r.path for r in hub.requests if "agent-harnesses" not in r.path] == PUSH_CALLS
     assert set(repo.files) == PUSHED and not (out / "README.md").exists()
     assert all(repo.files[name] == (out / name).read_bytes() for name in PUSHED - {"README.md"})
     meta, body = split_card(repo.files["README.md"].decode("utf-8"))
@@ -171,9 +175,7 @@ def test_push_script_in_a_fresh_process(pushed_run, tmp_path):
     assert proc.stdout.strip().startswith(f"{hub.url}/{REPO}/commit/")
     assert_no_token(proc.stdout, proc.stderr, *(r.body.decode("utf-8", "replace") for r in hub.requests))
     api = [r for r in hub.requests if "agent-harnesses" not in r.path]  # best-effort telemetry aside
-    assert [f"{r.method} {r.path}" for r in api] == [
-        "POST /api/repos/create", "POST /api/validate-yaml",
-        f"POST /api/models/{REPO}/preupload/main", f"POST /api/models/{REPO}/commit/main"]
+    assert [r.path for r in api] == PUSH_CALLS and {r.method for r in api} == {"POST"}
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in api)  # huggingface_hub's own lookup
     repo = hub.repos[REPO]
     assert repo.files == first_hub.repos[REPO].files and len(repo.commits) == 1 and not repo.private
