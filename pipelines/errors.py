@@ -19,3 +19,7 @@ class DataError(CardtuneError):
 
 class ModelError(CardtuneError):
     """A model or tokenizer cannot be loaded or used."""
+
+
+class HubError(CardtuneError):
+    """Publishing to the Hugging Face Hub failed, or the output directory cannot be published."""

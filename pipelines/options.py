@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Options that describe where a run reads/writes or what it may download: command line only.
-NOT_IN_CARD = frozenset({"task", "list_tasks", "data_dir", "model", "online", "keep_checkpoints"})
+NOT_IN_CARD = frozenset({"task", "list_tasks", "data_dir", "model", "online", "keep_checkpoints", "hub_dry_run"})
 
 
 def _opt(default, help_text: str):
@@ -28,6 +28,7 @@ class RunArgs:
     online: bool = _opt(False, "Allow downloading models and Hub datasets (off by default).")
     max_length: int | None = _opt(None, "Token limit per example (default: the card's).")
     keep_checkpoints: bool = _opt(False, "Keep checkpoint-* folders after a successful run.")
+    hub_dry_run: str | None = _opt(None, "With --hub-model-id: write the folder a push would upload here, upload nothing.")
     # Speed switches: all on by default, each can be turned off to compare or to debug.
     pad_to_max_length: bool = _opt(False, "Pad every example to max_length instead of per batch (slow).")
     sort_eval: bool = _opt(True, "Evaluate/predict in length-sorted batches (less padding).")

@@ -20,21 +20,44 @@ def configure_logging(level: int = logging.INFO) -> None:
 
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
-    for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "urllib3", "httpx", "filelock"):
+    # httpx2 is huggingface_hub's HTTP client: one INFO line per request otherwise.
+    for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "urllib3", "httpx", "httpx2", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def set_offline(offline: bool) -> None:
+def set_offline(offline: bool, upload: bool = False) -> None:
     """Nothing downloads unless asked: set the HF offline switches before those libraries load.
 
-    An explicit HF_HUB_OFFLINE / HF_DATASETS_OFFLINE in the environment is left as the user set it.
+    `upload`: the process will push to the Hub, so huggingface_hub (which reads HF_HUB_OFFLINE once,
+    at import) must stay online; downloads stay off anyway, as models load with local_files_only
+    and datasets stay offline. An explicit HF_HUB_OFFLINE / HF_DATASETS_OFFLINE in the environment
+    is left as the user set it.
     """
     if offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if not upload:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
-def fail(err: Exception) -> int:
+TOKEN_FLAGS = ("--hub-token", "--hub_token", "--token")
+
+
+def token_flag(argv: list[str]) -> str | None:
+    """The token flag on a command line, if any (abbreviations included): tokens there end up in shell
+    history and process lists, so the scripts refuse them. Only the flag is returned, never a value."""
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if len(name) >= len("--hub-t") and any(flag.startswith(name) for flag in TOKEN_FLAGS):
+            return name
+    return None
+
+
+def token_flag_error(flag: str) -> str:
+    return (f"{flag} is not accepted (a token on the command line leaks into shell history): "
+            "run `hf auth login` or set HF_TOKEN")
+
+
+def fail(err: Exception | str) -> int:
     """Print a user error as one line on stderr and return exit code 2."""
     print(f"error: {err}", file=sys.stderr)
     return 2

@@ -3,6 +3,7 @@
     accelerate launch scripts/run.py --task cola --data-dir ../shared/data/cola_public
     python scripts/run.py --task my_card.yaml --model bert-base-uncased --online
     python scripts/run.py --list-tasks
+    python scripts/run.py --task cola --push-to-hub --hub-model-id alice/cola-minilm [--hub-private]
 
 Every TrainingArguments flag works too (--learning_rate, --num_train_epochs, ...); precedence is
 TrainingArguments default < cardtune default < card `defaults` < command line.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from scripts._common import configure_logging, fail, set_offline  # noqa: E402
+from scripts._common import configure_logging, fail, set_offline, token_flag, token_flag_error  # noqa: E402
 
 log = logging.getLogger("cardtune")
 
@@ -41,6 +42,9 @@ def build_parser(card=None):
     from pipelines.train import base_defaults
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
+    # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
+    parser.add_argument("--hub-private", "--hub_private", dest="hub_private_repo", action="store_const", const=True,
+                        default=argparse.SUPPRESS, help="Create the Hub repository private (--push-to-hub).")
     if card is not None:
         defaults = {**base_defaults(card), **card.defaults}
         defaults["disable_tqdm"] = not sys.stderr.isatty()
@@ -54,12 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--task")
     pre.add_argument("--list-tasks", "--list_tasks", action="store_true")
     pre.add_argument("--online", action="store_true")
+    pre.add_argument("--push-to-hub", "--push_to_hub", nargs="?", const="true", default="false")
+    pre.add_argument("--hub-dry-run", "--hub_dry_run")
     known, _ = pre.parse_known_args(argv)
-    set_offline(not known.online)
+    uploads = known.push_to_hub.lower() in ("true", "yes", "1", "y", "t") and not known.hub_dry_run
+    set_offline(not known.online, upload=uploads)  # before any Hugging Face import: they read it once
     configure_logging()
     from pipelines.cards import load_card
     from pipelines.errors import CardtuneError
 
+    flag = token_flag(argv)
+    if flag:
+        return fail(token_flag_error(flag))
     try:
         if known.list_tasks:
             print(list_tasks())
@@ -76,13 +86,49 @@ def main(argv: list[str] | None = None) -> int:
             return int(exit_.code or 0)
         except ValueError as err:  # TrainingArguments rejects a combination of values
             raise CardtuneError(f"invalid training arguments (card {card.path.name} + command line): {err}") from None
+        publish = hub_request(run_args, training_args)
         from pipelines.runner import run_task
 
         log.info("task %s from %s; output directory %s", card.name, card.path, training_args.output_dir)
-        run_task(card, run_args, training_args)
+        summary = run_task(card, run_args, training_args)
+        if publish and summary:  # summary is empty on the non-main processes of a distributed run
+            publish_outputs(training_args.output_dir, *publish)
         return 0
     except CardtuneError as err:
         return fail(err)
+
+
+def hub_request(run_args, training_args) -> tuple[str, bool, str | None] | None:
+    """(repo id, private, dry-run folder) when the run ends with a push or a dry run; checked before
+    training so that nobody waits an hour to learn that the repository id or the token is missing."""
+    from pipelines import hub
+
+    if not (training_args.push_to_hub or run_args.hub_dry_run):
+        if training_args.hub_model_id:
+            log.warning("--hub-model-id without --push-to-hub or --hub-dry-run: nothing will be published")
+        return None
+    repo_id = hub.check_repo_id(training_args.hub_model_id)
+    if run_args.hub_dry_run:
+        hub.check_dry_run_dir(run_args.hub_dry_run, training_args.output_dir)
+    else:
+        hub.check_can_push()
+    # The Trainer would create the repository now and push every checkpoint; cardtune pushes once,
+    # at the end, from the finished output directory.
+    training_args.push_to_hub = False
+    return repo_id, bool(training_args.hub_private_repo), run_args.hub_dry_run
+
+
+def publish_outputs(output_dir: str, repo_id: str, private: bool, dry_run: str | None) -> None:
+    """Push the finished outputs; a failure keeps them and says how to retry without retraining."""
+    from pipelines.errors import HubError
+    from scripts.push import publish
+
+    try:
+        publish(output_dir, repo_id, private, dry_run)
+    except HubError as err:
+        retry = f"python scripts/push.py {output_dir} --hub-model-id {repo_id}" + (" --hub-private" if private else "")
+        retry += f" --hub-dry-run {dry_run}" if dry_run else ""
+        raise HubError(f"{err}; the outputs in {output_dir} are complete: retry with `{retry}`") from None
 
 
 if __name__ == "__main__":
