@@ -19,7 +19,7 @@ from task_cards import CARDS_DIR, SAMPLES_DIR
 SPLITS = ("train", "validation", "test")
 FORMATS = ("csv", "tsv", "json", "jsonl", "xlsx", "parquet")
 METRICS = ("accuracy", "mcc", "f1")
-TRUNCATION = ("longest_first", "only_first", "only_second")
+TRUNCATION = ("longest_first", "only_first", "only_second", "proportional")
 # TrainingArguments keys a card may not set: they belong to the command line or the user.
 NOT_IN_CARD = {"output_dir", "hub_token", "push_to_hub", "hub_model_id", "local_rank", "resume_from_checkpoint"}
 
@@ -263,8 +263,8 @@ def _cross_checks(data: dict[str, Any], problems: list[str]) -> None:
     if data.get("select_by") and metrics and data["select_by"] not in metrics:
         problems.append(f"select_by: '{data['select_by']}' is not one of metrics {list(metrics)}")
     texts = data.get("text_columns") or ()
-    if data.get("truncation") == "only_second" and len(texts) != 2:
-        problems.append("truncation: only_second needs two text_columns (a sentence pair)")
+    if data.get("truncation") in ("only_second", "proportional") and len(texts) != 2:
+        problems.append(f"truncation: {data['truncation']} needs two text_columns (a sentence pair)")
 
 
 def _build(path: Path, data: dict[str, Any]) -> TaskCard:

@@ -30,12 +30,47 @@ def encode(
     pad_to_max_length: bool = False,
 ) -> dict[str, list]:
     """Encode one batch (unpadded unless asked); adds `length` (real tokens) and `truncated`."""
-    strategy = truncation if second is not None else True
-    padding = "max_length" if pad_to_max_length else False
-    enc = tokenizer(first, second, truncation=strategy, max_length=max_length, padding=padding)
-    out = dict(enc)
-    out["length"] = [sum(mask) for mask in enc["attention_mask"]]
-    out["truncated"] = [bool(e.overflowing) for e in enc.encodings]
+    if second is not None and truncation == "proportional":
+        out = encode_proportional(tokenizer, first, second, max_length)
+        if pad_to_max_length:
+            out = dict(tokenizer.pad(out, padding="max_length", max_length=max_length))
+    else:
+        strategy = truncation if second is not None else True
+        padding = "max_length" if pad_to_max_length else False
+        enc = tokenizer(first, second, truncation=strategy, max_length=max_length, padding=padding)
+        out = dict(enc)
+        out["truncated"] = [bool(e.overflowing) for e in enc.encodings]
+    out["length"] = [sum(mask) for mask in out["attention_mask"]]
+    return out
+
+
+def encode_proportional(
+    tokenizer: PreTrainedTokenizerBase, first: list[str], second: list[str], max_length: int
+) -> dict[str, list]:
+    """Pairs cut in proportion to their lengths (the d2l exercise), instead of longest-first.
+
+    With a budget B = max_length - special tokens and lengths a, b (a + b > B), the first text
+    keeps round(B * a / (a + b)) tokens and the second the rest of the budget.
+    """
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    enc_a = tokenizer(first, add_special_tokens=False, truncation=False).encodings
+    enc_b = tokenizer(second, add_special_tokens=False, truncation=False).encodings
+    process = tokenizer.backend_tokenizer.post_processor.process
+    out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": [], "truncated": []}
+    for a, b in zip(enc_a, enc_b):
+        la, lb = len(a.ids), len(b.ids)
+        cut = la + lb > budget
+        if cut:
+            keep_a = round(budget * la / (la + lb))
+            a.truncate(keep_a)
+            b.truncate(budget - keep_a)
+        merged = process(a, b, add_special_tokens=True)
+        out["input_ids"].append(merged.ids)
+        out["token_type_ids"].append(merged.type_ids)
+        out["attention_mask"].append(merged.attention_mask)
+        out["truncated"].append(cut)
+    if "token_type_ids" not in tokenizer.model_input_names:
+        del out["token_type_ids"]
     return out
 
 

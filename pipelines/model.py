@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
 
+from pipelines import heads
 from pipelines.cards import TaskCard
 from pipelines.errors import ModelError
 
@@ -56,33 +63,47 @@ def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenize
 
 
 def load_model(
-    card: TaskCard, name: str | None, online: bool = False, attn_implementation: str | None = "sdpa"
-) -> PreTrainedModel:
+    card: TaskCard,
+    name: str | None,
+    online: bool = False,
+    attn_implementation: str | None = "sdpa",
+    head: str = "linear",
+    head_hidden: int | None = None,
+    dropout: float | None = None,
+) -> nn.Module:
     """A sequence classifier whose config carries the card's label names."""
     path = resolve(name)
+    labels = {"num_labels": len(card.labels), "id2label": card.id2label,
+              "label2id": {label: i for i, label in card.id2label.items()}}
     try:
+        if head != "linear":
+            config = AutoConfig.from_pretrained(path, local_files_only=not online, **labels)
+            rate = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
+            return heads.build(path, config, head, head_hidden, rate, attn_implementation, not online)
+        extra = {"classifier_dropout": dropout} if dropout is not None else {}
         return AutoModelForSequenceClassification.from_pretrained(
             path,
             attn_implementation=attn_implementation,
-            num_labels=len(card.labels),
-            id2label=card.id2label,
-            label2id={label: i for i, label in card.id2label.items()},
             # A checkpoint fine-tuned on another label set gets a fresh head instead of a crash.
             ignore_mismatched_sizes=True,
             local_files_only=not online,
+            **labels,
+            **extra,
         )
     except (OSError, ValueError) as err:
         log.debug("model load failed: %s", err)
         raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
 
 
-def load_trained(model_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """A fine-tuned classifier and its tokenizer from a directory, ready for inference."""
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a saved model directory (no config.json); pass the --output-dir of a run")
     tokenizer = load_tokenizer(str(path))
     try:
+        if heads.is_custom(path):
+            return heads.load(path).eval(), tokenizer
         clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as err:
         log.debug("model load failed: %s", err)

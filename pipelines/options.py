@@ -8,9 +8,12 @@ TrainingArguments default < cardtune default < card `defaults` < command line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 # Options that describe where a run reads/writes or what it may download: command line only.
-NOT_IN_CARD = frozenset({"task", "list_tasks", "data_dir", "model", "online", "keep_checkpoints", "hub_dry_run"})
+NOT_IN_CARD = frozenset(
+    {"task", "list_tasks", "data_dir", "model", "online", "keep_checkpoints", "hub_dry_run", "resume"}
+)
 
 
 def _opt(default, help_text: str):
@@ -35,3 +38,19 @@ class RunArgs:
     cache_features: bool = _opt(True, "Reuse tokenized features between runs (CARDTUNE_CACHE).")
     threads: int | None = _opt(None, "CPU threads per process (default: available cores / local processes).")
     attn_implementation: str = _opt("sdpa", "Attention kernel: sdpa (fused) or eager.")
+    # Fine-tuning recipes (defaults keep the plain recipe: linear head, nothing frozen).
+    head: Literal["linear", "mlp", "mean"] = _opt(
+        "linear", "Classifier head: linear on the pooled [CLS] (loads in transformers.pipeline), "
+        "mlp (hidden layer + output), or mean (masked mean pooling over tokens).")
+    head_hidden: int | None = _opt(None, "Hidden size of the mlp head (default: the encoder's).")
+    classifier_dropout: float | None = _opt(None, "Dropout before the head (default: the model config's).")
+    freeze: Literal["none", "encoder", "all_but_pooler", "all_but_last"] = _opt(
+        "none", "Freeze: nothing, the whole encoder (head only), all but the pooler, or all but the "
+        "pooler and the last --trainable-layers blocks.")
+    trainable_layers: int = _opt(1, "With --freeze all_but_last: how many top encoder blocks train.")
+    layerwise_lr_decay: float = _opt(1.0, "Learning rate x decay**depth from the top block down (1.0: off).")
+    class_weights: str | None = _opt(None, "Loss weights per class: 'balanced' or a list like '1.0,3.0'.")
+    early_stopping_patience: int | None = _opt(
+        None, "Stop after this many evaluations without improvement of the card's select_by metric.")
+    seeds: str | None = _opt(None, "Repeat the run for each seed, e.g. '1,2,3'; reports mean and std.")
+    resume: bool = _opt(False, "Continue an interrupted run from the last checkpoint in --output-dir.")

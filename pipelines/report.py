@@ -18,10 +18,12 @@ import numpy as np
 ARTEFACTS = (
     "metrics.json", "epochs.csv", "epochs.md", "learning_curve.png", "test_predictions.csv",
     "summary.md", "task_card.yaml", "run_config.json",
+    *(f"{kind}_{split}.{ext}" for kind in ("confusion", "per_class") for split in ("validation", "test")
+      for ext in ("csv", "png")),
 )
 
 
-def epoch_rows(log_history: list[dict[str, Any]], epoch_times: Sequence[float]) -> list[dict[str, Any]]:
+def epoch_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per epoch: train loss, validation loss and metrics, epoch time."""
     rows: dict[int, dict[str, Any]] = {}
     for entry in log_history:
@@ -31,12 +33,17 @@ def epoch_rows(log_history: list[dict[str, Any]], epoch_times: Sequence[float]) 
         row = rows.setdefault(epoch, {"epoch": epoch})
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
+        if "epoch_time_s" in entry:
+            row["epoch_time_s"] = entry["epoch_time_s"]
         for key, value in entry.items():
             if key.startswith("eval_") and key not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"):
                 row["validation_" + key[5:]] = value
-    out = [rows[e] for e in sorted(rows)]
-    for row, seconds in zip(out, epoch_times):
-        row["epoch_time_s"] = round(seconds, 2)
+    order = ["epoch", "train_loss"]
+    out = []
+    for e in sorted(rows):
+        row = rows[e]
+        rest = [k for k in row if k not in order and k != "epoch_time_s"]
+        out.append({k: row[k] for k in [*order, *rest, "epoch_time_s"] if k in row})
     return out
 
 
@@ -62,12 +69,14 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None)
     columns = columns or _columns(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+        lines.append("| " + " | ".join(_fmt(row.get(c, ""), c) for c in columns) + " |")
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _fmt(value: Any, column: str = "") -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.2f}" if column.endswith("_s") else f"{value:.4f}"
 
 
 def plot_curves(rows: list[dict[str, Any]], select_by: str, path: Path) -> None:
@@ -142,3 +151,37 @@ def publish(stage: Path, output_dir: Path) -> None:
     for item in sorted(stage.iterdir(), key=lambda p: p.name == "metrics.json"):
         os.replace(item, output_dir / item.name)  # metrics.json last: its presence means complete
     stage.rmdir()
+
+
+def write_confusion(folder: Path, split: str, matrix: np.ndarray, labels: Sequence[str]) -> None:
+    """confusion_<split>.csv (rows: gold, columns: predicted) and a heat-map PNG."""
+    with open(folder / f"confusion_{split}.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["gold \\ predicted", *labels])
+        for name, counts in zip(labels, matrix):
+            writer.writerow([name, *counts.tolist()])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = 2.5 + 0.6 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, labels)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="black")
+    ax.set(xlabel="predicted", ylabel="gold", title=f"Confusion matrix ({split})")
+    fig.tight_layout()
+    fig.savefig(folder / f"confusion_{split}.png", dpi=100)
+    plt.close(fig)
+
+
+def write_per_class(folder: Path, split: str, rows: list[dict[str, Any]]) -> None:
+    """per_class_<split>.csv: precision, recall, F1 and support per label."""
+    with open(folder / f"per_class_{split}.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

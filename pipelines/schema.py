@@ -11,7 +11,7 @@ import difflib
 import enum
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Union, get_args, get_origin
+from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 Checker = Callable[[Any, str, list], Any]
 REQUIRED = object()
@@ -153,6 +153,8 @@ def type_matches(value: Any, tp: Any) -> bool:
     origin = get_origin(tp)
     if tp is Any:
         return True
+    if origin is Literal:
+        return value in get_args(tp)
     if origin in (Union, types.UnionType):
         return any(type_matches(value, a) for a in get_args(tp))
     if tp is type(None):
@@ -176,6 +178,8 @@ def type_matches(value: Any, tp: Any) -> bool:
 
 def describe_type(tp: Any) -> str:
     """'a number', 'an integer', ... for error messages."""
+    if get_origin(tp) is Literal:
+        return f"one of {list(get_args(tp))}"
     args = [a for a in get_args(tp) if a is not type(None)] if get_origin(tp) else [tp]
     names = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
     for a in args:

@@ -1,30 +1,24 @@
-"""TrainingArguments assembly, the Trainer, epoch timing, and test inference."""
+"""TrainingArguments defaults, Trainer assembly, training, and inference on evaluation splits."""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import SequentialSampler
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
+from transformers import EarlyStoppingCallback, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pipelines import features, hardware, metrics
 from pipelines.cards import TaskCard
+from pipelines.errors import CardtuneError
 from pipelines.options import RunArgs  # noqa: F401  (re-exported: scripts import it from here)
 from pipelines.readers import column
+from pipelines.trainer import CardtuneTrainer, EpochTimer, LogCallback
 
 log = logging.getLogger(__name__)
 
@@ -49,69 +43,42 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
     }
 
 
-class EpochTimer(TrainerCallback):
-    """Wall time of each training epoch (evaluation excluded)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: D102
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
-        self.times.append(time.perf_counter() - self._start)
-
-
-class LogCallback(TrainerCallback):
-    """Trainer logs as log lines (instead of dicts printed on stdout)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
-        if state.is_world_process_zero and logs:
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
-            log.info("epoch %.2f step %d: %s", state.epoch or 0, state.global_step, shown)
-
-
-class CardtuneTrainer(Trainer):
-    """Trainer with length-grouped training batches from precomputed lengths, and evaluation in
-    the dataset's own order (our eval sets are pre-sorted by length, so batches pad little)."""
-
-    def __init__(self, *args: Any, train_lengths: list[int] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._train_lengths = train_lengths
-        # Sequence classifiers average their loss over the batch themselves; if the Trainer thinks
-        # the model takes `num_items_in_batch`, it multiplies the loss by the process count in DDP.
-        self.model_accepts_loss_kwargs = False
-
-    def _get_train_sampler(self, train_dataset=None):
-        if self.args.train_sampling_strategy == "group_by_length" and self._train_lengths is not None:
-            # The base class would re-measure every row after dropping our `length` column.
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=self._train_lengths
-            )
-        return super()._get_train_sampler(train_dataset)
-
-    def _get_eval_sampler(self, eval_dataset):
-        if self.args.world_size <= 1:
-            return SequentialSampler(eval_dataset)
+def class_weights(spec: str | None, labels: list[int], num_labels: int) -> torch.Tensor | None:
+    """`balanced` (n / (k * count), as scikit-learn) or an explicit comma-separated list."""
+    if not spec:
         return None
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(float)
+        if (counts == 0).any():
+            raise CardtuneError(f"class_weights: balanced needs every class in train; counts are {counts.tolist()}")
+        return torch.tensor(counts.sum() / (num_labels * counts), dtype=torch.float32)
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != num_labels or min(values, default=0) <= 0:
+        raise CardtuneError(f"class_weights '{spec}': expected 'balanced' or {num_labels} positive numbers like '1.0,3.0'")
+    return torch.tensor(values, dtype=torch.float32)
 
 
 @dataclass
 class Predictions:
-    """Test-set outputs in the original row order."""
+    """Outputs on one split, in the split's original row order."""
 
     probs: np.ndarray
     labels: np.ndarray | None
     metrics: dict[str, float] | None
 
+    @property
+    def preds(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
 
 @dataclass
 class TrainResult:
     trainer: Trainer
-    epoch_times: list[float]
     history: list[dict[str, Any]]
-    validation: dict[str, float]
+    validation: Predictions
     test: Predictions | None
     train_metrics: dict[str, float]
 
@@ -120,24 +87,30 @@ def build_trainer(
     card: TaskCard,
     args: TrainingArguments,
     splits: datasets.DatasetDict,
-    model: PreTrainedModel,
+    model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    callbacks: list[TrainerCallback] | None = None,
-    sort_eval: bool = True,
+    run: RunArgs | None = None,
+    callbacks: list | None = None,
 ) -> CardtuneTrainer:
     """A Trainer over tokenized splits, with dynamic padding and the card's metrics."""
-    validation = features.sort_by_length(splits["validation"]) if sort_eval else splits["validation"]
-    multiple = 8 if torch.cuda.is_available() else None  # tensor cores like multiples of 8
+    run = run or RunArgs()
+    validation = features.sort_by_length(splits["validation"]) if run.sort_eval else splits["validation"]
+    callbacks = list(callbacks or [])
+    if run.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.early_stopping_patience))
+    train_labels = column(splits["train"], "label")
     trainer = CardtuneTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],
         eval_dataset=validation,
         processing_class=tokenizer,
-        data_collator=features.collator(tokenizer, multiple),
+        data_collator=features.collator(tokenizer, 8 if torch.cuda.is_available() else None),
         compute_metrics=metrics.for_labels(len(card.labels)),
         callbacks=callbacks,
         train_lengths=column(splits["train"], "length"),
+        class_weights=class_weights(run.class_weights, train_labels, len(card.labels)),
+        layerwise_lr_decay=run.layerwise_lr_decay,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
@@ -148,31 +121,41 @@ def train(
     card: TaskCard,
     args: TrainingArguments,
     splits: datasets.DatasetDict,
-    model: PreTrainedModel,
+    model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    resume: bool | str = False,
-    sort_eval: bool = True,
+    run: RunArgs | None = None,
 ) -> TrainResult:
-    """Train, restore the best checkpoint, evaluate it, and predict the test split if any."""
-    timer = EpochTimer()
-    trainer = build_trainer(card, args, splits, model, tokenizer, [timer], sort_eval)
-    output = trainer.train(resume_from_checkpoint=resume or None)
-    history = list(trainer.state.log_history)  # before the final evaluate adds its own entry
-    validation = _strip_prefix(trainer.evaluate(), "eval_")
-    test = predict_split(trainer, splits["test"], sort_eval) if "test" in splits else None
-    return TrainResult(trainer, timer.times, history, validation, test, dict(output.metrics))
+    """Train, restore the best checkpoint, and predict validation (and test, if any) with it."""
+    run = run or RunArgs()
+    trainer = build_trainer(card, args, splits, model, tokenizer, run, [EpochTimer()])
+    output = trainer.train(resume_from_checkpoint=_checkpoint(args) if run.resume else None)
+    history = list(trainer.state.log_history)
+    validation = predict_split(trainer, splits["validation"], run.sort_eval, "eval")
+    test = predict_split(trainer, splits["test"], run.sort_eval, "test") if "test" in splits else None
+    return TrainResult(trainer, history, validation, test, dict(output.metrics))
 
 
-def predict_split(trainer: Trainer, ds: datasets.Dataset, sort: bool = True) -> Predictions:
+def _checkpoint(args: TrainingArguments) -> str:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(args.output_dir)
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise CardtuneError(f"--resume: no checkpoint-* folder in {folder}; run without --resume to start afresh")
+    log.info("resuming from %s", last)
+    return last
+
+
+def predict_split(trainer: Trainer, ds: datasets.Dataset, sort: bool = True, prefix: str = "test") -> Predictions:
     """`trainer.predict` over a length-sorted copy, then back to input order via `row`."""
     ordered = features.sort_by_length(ds) if sort else ds
-    out = trainer.predict(ordered, metric_key_prefix="test")
+    out = trainer.predict(ordered, metric_key_prefix=prefix)
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
     inverse = np.argsort(np.asarray(column(ordered, "row")))
     probs = metrics.softmax(np.asarray(logits, dtype=np.float64))[inverse]
     labelled = "label" in ds.column_names
     labels = np.asarray(column(ds, "label")) if labelled else None
-    scores = _strip_prefix(out.metrics, "test_") if labelled else None
+    scores = _strip_prefix(out.metrics, f"{prefix}_") if labelled else None
     return Predictions(probs, labels, scores)
 
 
