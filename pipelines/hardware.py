@@ -56,3 +56,19 @@ def training_defaults() -> dict[str, Any]:
         if torch.cuda.get_device_capability()[0] >= 8:  # TF32 exists from Ampere on
             values["tf32"] = True
     return values
+
+
+def launcher_problem() -> str | None:
+    """What is wrong when `accelerate launch --num_processes N` (N > 1) started a single process.
+
+    accelerate's plain launcher runs one process unless it finds GPUs; it still exports
+    MASTER_ADDR for the process group it expected. Without a GPU, its torchrun-based launcher
+    (`--multi_gpu`) is the one that starts N processes, which then train on the CPU with gloo.
+    """
+    env = os.environ
+    launched = "ACCELERATE_DYNAMO_BACKEND" in env and "MASTER_ADDR" in env
+    if launched and not any(k in env for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) and not torch.cuda.is_available():
+        return ("accelerate launch started one process although several were asked for: on a machine without "
+                "GPUs use `accelerate launch --multi_gpu --num_processes N scripts/run.py ...` (the processes "
+                "then train on the CPU with gloo), or drop --num_processes for a single process")
+    return None

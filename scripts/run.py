@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             return int(exit_.code or 0)
         except ValueError as err:  # TrainingArguments rejects a combination of values
             raise CardtuneError(f"invalid training arguments (card {card.path.name} + command line): {err}") from None
+        from pipelines import hardware
+
+        problem = hardware.launcher_problem()
+        if problem:
+            raise CardtuneError(problem)
         publish = hub_request(run_args, training_args)
         from pipelines.runner import run_task
 
@@ -102,11 +107,15 @@ def hub_request(run_args, training_args) -> tuple[str, bool, str | None] | None:
     """(repo id, private, dry-run folder) when the run ends with a push or a dry run; checked before
     training so that nobody waits an hour to learn that the repository id or the token is missing."""
     from pipelines import hub
+    from pipelines.errors import CardtuneError
 
     if not (training_args.push_to_hub or run_args.hub_dry_run):
         if training_args.hub_model_id:
             log.warning("--hub-model-id without --push-to-hub or --hub-dry-run: nothing will be published")
         return None
+    if run_args.seeds:
+        raise CardtuneError("--push-to-hub/--hub-dry-run with --seeds: publish one seed's folder afterwards with "
+                            "`python scripts/push.py OUT/seed-N --hub-model-id USER/NAME`")
     repo_id = hub.check_repo_id(training_args.hub_model_id)
     if run_args.hub_dry_run:
         hub.check_dry_run_dir(run_args.hub_dry_run, training_args.output_dir)
