@@ -23,15 +23,15 @@ def test_shipped_card_is_valid_and_complete(name):
     assert card.path.read_text(encoding="utf-8").startswith("# ")
 
 
-def test_shipped_card_defaults_build_training_arguments(tmp_path):
-    from transformers import TrainingArguments
-
-    from pipelines.train import base_defaults
+def test_shipped_card_defaults_build_run_and_training_arguments(tmp_path):
+    from scripts.run import build_parser
 
     for name in shipped_cards():
         card = load_card(name)
-        args = TrainingArguments(**{**base_defaults(card), **card.defaults, "output_dir": str(tmp_path)})
+        run, args = build_parser(card).parse_args_into_dataclasses(args=["--output-dir", str(tmp_path)])
         assert args.metric_for_best_model == card.select_by
+        for key, value in card.defaults.items():  # every card default reaches one of the two
+            assert getattr(args, key, None) == value or getattr(run, key, None) == value, (name, key)
 
 
 def test_tutorial_specifics():
