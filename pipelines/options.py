@@ -37,7 +37,7 @@ class RunArgs:
     sort_eval: bool = _opt(True, "Evaluate/predict in length-sorted batches (less padding).")
     cache_features: bool = _opt(True, "Reuse tokenized features between runs (CARDTUNE_CACHE).")
     threads: int | None = _opt(None, "CPU threads per process (default: available cores / local processes).")
-    attn_implementation: str = _opt("sdpa", "Attention kernel: sdpa (fused) or eager.")
+    attn_implementation: Literal["sdpa", "eager"] = _opt("sdpa", "Attention kernel: sdpa (fused) or eager.")
     # Fine-tuning recipes (defaults keep the plain recipe: linear head, nothing frozen).
     head: Literal["linear", "mlp", "mean"] = _opt(
         "linear", "Classifier head: linear on the pooled [CLS] (loads in transformers.pipeline), "
