@@ -255,6 +255,8 @@ def test_interrupted_run_resumes_to_the_same_bytes(carded_model, tmp_path, monke
     recorded = json.loads((tmp_path / "out.csv.partial.json").read_text())["bytes"]
     # before_commit: chunk 2 is on disk but not recorded, so --resume must cut it off
     assert (partial.stat().st_size > recorded) == (where == "before_commit")
+    with open(partial, "ab") as fh:  # and a torn write after it (zero-filled blocks after a crash)
+        fh.write(b"\0" * 50_000)
     resumed = predict_file(carded_model, source, out, PredictOptions(resume=True, **opts))
     assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
     assert not partial.exists() and not (tmp_path / "out.csv.partial.json").exists()
