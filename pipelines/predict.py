@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from pipelines.cards import load_card
 from pipelines.errors import DataError, ModelError
 from pipelines.model import load_trained
 from pipelines.partial import PartialOutput
+from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def predict_file(
     resumed_from, clock = tally.rows, time.perf_counter()
     log.info("predicting %s with %s on %s: text %s, max_length %d, batch size %d", source, clf.path,
              clf.device, list(plan.text_columns), plan.max_length, plan.batch_size)
-    progress = _Progress(source, resumed_from, opts.progress)
+    progress = Progress(source, resumed_from, opts.progress)
     try:
         for frame in tables.chunks(source, plan.sep, plan.encoding, plan.chunk_size, skip=resumed_from):
             out.write(tables.to_text(_chunk_rows(clf, frame, plan, tally), plan.out_sep))
@@ -242,9 +242,8 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally)
     best = probs.argmax(axis=1)
     width = 2 + (len(clf.labels) if plan.probs else 0)
     added = [[""] * width + [p] for p in problems]
-    for j, i in enumerate(ok):
-        row_probs = [f"{p:.6f}" for p in probs[j]] if plan.probs else []
-        added[i] = [clf.labels[best[j]], f"{probs[j, best[j]]:.6f}", *row_probs, ""]
+    for i, k, row in zip(ok, best.tolist(), probs.tolist()):  # Python floats format twice as fast
+        added[i] = [clf.labels[k], f"{row[k]:.6f}", *([f"{p:.6f}" for p in row] if plan.probs else ()), ""]
     for p in filter(None, problems):
         tally.errors[p] = tally.errors.get(p, 0) + 1
     if plan.label_column:
@@ -276,35 +275,6 @@ def _file_metrics(tally: Tally, num_labels: int, plan: _Plan) -> dict[str, float
         return None
     gold, pred = (np.repeat(axis.ravel(), counts.ravel()) for axis in np.indices(counts.shape))
     return metrics.compute(gold, pred, num_labels)
-
-
-class _Progress:
-    """A tqdm bar (rows/s) on a terminal; otherwise an INFO line per chunk."""
-
-    def __init__(self, source: Path, initial: int, bar: bool | None) -> None:
-        self.start, self.initial = time.perf_counter(), initial
-        self.bar = None
-        if sys.stderr.isatty() if bar is None else bar:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=_count_lines(source), initial=initial, unit=" rows", desc="predict")
-
-    def update(self, done: int) -> None:
-        rate = (done - self.initial) / max(time.perf_counter() - self.start, 1e-9)
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-        else:
-            log.info("%s rows done (%.0f rows/s)", f"{done:,}", rate)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _count_lines(path: Path) -> int:
-    """Data rows for the bar's total (lines - header; a quoted line break counts twice: close enough)."""
-    with open(path, "rb") as fh:
-        return max(0, sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1)
 
 
 def _log_summary(summary: PredictSummary) -> None:

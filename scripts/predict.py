@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-probs", action="store_true", help="leave out the per-label probability columns")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the rows already written")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--threads", type=_positive,
+                   help="CPU threads for torch (default: torch's choice; 1 can be much faster on a busy machine)")
     return p
 
 
@@ -69,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     from pipelines.errors import CardtuneError
     from pipelines.predict import PredictOptions, predict_file
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # process-wide, so it belongs here, not in the library
 
     options = PredictOptions(
         text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,

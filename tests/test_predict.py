@@ -299,6 +299,13 @@ def test_progress_is_a_log_line_per_chunk_off_a_terminal(carded_model, tmp_path,
     assert all("rows/s" in line for line in lines)
 
 
+def test_progress_bar_on_request(carded_model, tmp_path, capsys):
+    source = write_csv(tmp_path / "in.csv", toy_rows(25))
+    predict_file(carded_model, source, tmp_path / "o.csv", PredictOptions(chunk_size=10, progress=True))
+    bar = capsys.readouterr().err
+    assert "25/25" in bar and "rows/s" in bar
+
+
 def test_sep_option_and_no_probs(carded_model, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("text\tscore\ngood movie\t1\nbad plot\t0\n", encoding="utf-8")
