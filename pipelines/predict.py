@@ -94,15 +94,21 @@ class Classifier:
         self.sigmoid = config.problem_type == "multi_label_classification" or config.num_labels == 1
         card = self.path / "task_card.yaml"
         self.card = load_card(card) if card.is_file() else None
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
+        try:
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model.to(self.device)
+        except (RuntimeError, AssertionError) as err:
+            raise ModelError(f"cannot run the model on device '{device}' ({err}); try --device cpu") from None
+
+    def token_limit(self) -> int:
+        """The longest input the model takes: its tokenizer's limit or position table, whichever is less."""
+        limits = (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 0))
+        sane = [int(x) for x in limits if x and x < 1_000_000]  # an unset tokenizer limit reads as 1e30
+        return min(sane) if sane else TOKEN_CAP
 
     def default_max_length(self) -> int:
-        """The card's max_length, else the tokenizer's and position table's limit, at most 512."""
-        if self.card is not None:
-            return self.card.max_length
-        limits = (TOKEN_CAP, self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 0))
-        return min(int(x) for x in limits if x)
+        """The card's max_length, else the model's token limit, at most 512."""
+        return self.card.max_length if self.card is not None else min(TOKEN_CAP, self.token_limit())
 
     def score(
         self, first: list[str], second: list[str] | None, max_length: int, truncation: str, batch_size: int
@@ -186,6 +192,9 @@ def _plan(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -> 
         missing = [c for c in names if c not in columns]
         if missing:
             raise DataError(f"{source}: no column {', '.join(map(repr, missing))}; the file has columns {columns}; {hint}")
+    if opts.max_length and opts.max_length > clf.token_limit():
+        raise ModelError(f"--max-length {opts.max_length} is more than the model in {clf.path} takes "
+                         f"({clf.token_limit()} tokens); pass at most {clf.token_limit()}")
     added = [PREDICTED, PREDICTED_PROB] + ([f"prob_{n}" for n in clf.labels] if opts.probs else []) + [ERROR]
     clash = [c for c in added if c in columns]
     if clash:

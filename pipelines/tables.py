@@ -38,6 +38,7 @@ def _options(sep: str, encoding: str) -> dict:
         # TSV corpora (SST-2, CoLA) use bare quotes inside sentences: never treat them as quoting.
         quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL,
         index_col=False,  # a row with an extra field must not silently become the index
+        skip_blank_lines=False,  # a blank line is a row (empty text -> an `error`), so rows match lines
         encoding=encoding,
         encoding_errors="strict",
     )

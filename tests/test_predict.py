@@ -150,19 +150,20 @@ def test_real_offline_model_matches_the_pipeline_on_sst2(tmp_path):
 
 def test_bad_text_rows_are_kept_with_an_error(carded_model, tmp_path, capsys):
     source = tmp_path / "in.csv"
-    source.write_text("\ufefflabel,text\npos,good movie\nneg,\npos,   \nneg\nneg,NA\n", encoding="utf-8")
+    source.write_text("\ufefflabel,text\npos,good movie\nneg,\npos,   \nneg\n\nneg,NA\n", encoding="utf-8")
     out = tmp_path / "out.csv"
     assert main(["--model", str(carded_model), "--input", str(source), "--output", str(out),
                  "--label-column", "label"]) == 0
     header, *body = _read(out)
     assert header[:2] == ["label", "text"]  # the BOM is not part of the first column's name
-    assert [r[:2] for r in body] == [["pos", "good movie"], ["neg", ""], ["pos", "   "], ["neg", ""], ["neg", "NA"]]
-    errors = [r[-1] for r in body]
-    assert errors == ["", "empty text in column `text`", "empty text in column `text`",
-                      "empty text in column `text`", ""]
-    assert [bool(r[2]) for r in body] == [True, False, False, False, True]  # no prediction for those rows
+    # a short row and a blank line are rows too: every input line has its output row
+    assert [r[:2] for r in body] == [["pos", "good movie"], ["neg", ""], ["pos", "   "], ["neg", ""], ["", ""],
+                                     ["neg", "NA"]]
+    empty = "empty text in column `text`"
+    assert [r[-1] for r in body] == ["", empty, empty, empty, empty, ""]
+    assert [bool(r[2]) for r in body] == [True, False, False, False, False, True]  # no prediction for those
     printed = capsys.readouterr().out
-    assert "errors: 3 rows (3 empty text in column `text`)" in printed and "(2 rows with a gold label)" in printed
+    assert f"errors: 4 rows (4 {empty})" in printed and "(2 rows with a gold label)" in printed
 
 
 def _error_line(capsys):
@@ -190,6 +191,10 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(carded_model, tmp_path
     clash = write_csv(tmp_path / "clash.csv", [{"text": "good", "predicted": "pos"}])
     assert run(src=clash) == 2
     assert "already has column(s) ['predicted']" in _error_line(capsys)
+    assert run("--max-length", "1000") == 2
+    assert "--max-length 1000 is more than the model in" in _error_line(capsys)
+    assert run("--device", "warp9") == 2
+    assert "cannot run the model on device 'warp9'" in _error_line(capsys)
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
     assert run(src=tmp_path / "empty.csv") == 2
     assert "is empty; expected a header row" in _error_line(capsys)
@@ -316,3 +321,6 @@ def test_sep_option_and_no_probs(carded_model, tmp_path):
     assert header == ["text", "score", "predicted", "predicted_prob", "error"]
     assert [r[:2] for r in body] == [["good movie", "1"], ["bad plot", "0"]]
     assert all(r[2] in ("neg", "pos") and 0.5 <= float(r[3]) <= 1 for r in body)
+    (tmp_path / "header_only.csv").write_text("text,score\n", encoding="utf-8")
+    assert main(["--model", str(carded_model), "--input", str(tmp_path / "header_only.csv"), "--output", str(out)]) == 0
+    assert _read(out) == [["text", "score", "predicted", "predicted_prob", "prob_neg", "prob_pos", "error"]]
