@@ -33,7 +33,7 @@ TOKEN_CAP = 512  # default limit for a model saved without a card (BERT-family p
 
 @dataclass
 class PredictOptions:
-    """Everything `scripts/predict.py` can set; the defaults are the measured ones (README)."""
+    """Everything `scripts/predict.py` can set (README, "Batch prediction", says why these defaults)."""
 
     text_column: str | None = None  # default: the first text column of the saved task card
     text_pair_column: str | None = None  # default: the card's second text column, if any
@@ -161,14 +161,14 @@ def predict_file(
     out = PartialOutput(target, _fingerprint(clf, source, plan))
     state = out.open(opts.resume)
     tally = Tally(**state["counters"]) if state else Tally(confusion=[[0] * len(clf.labels) for _ in clf.labels])
-    if state is None:
-        out.write(tables.to_text([list(plan.header)], plan.out_sep))
-        out.commit(0, asdict(tally))
     resumed_from, clock = tally.rows, time.perf_counter()
     log.info("predicting %s with %s on %s: text %s, max_length %d, batch size %d", source, clf.path,
              clf.device, list(plan.text_columns), plan.max_length, plan.batch_size)
     progress = Progress(source, resumed_from, opts.progress)
     try:
+        if state is None:
+            out.write(tables.to_text([list(plan.header)], plan.out_sep))
+            out.commit(0, asdict(tally))
         for frame in tables.chunks(source, plan.sep, plan.encoding, plan.chunk_size, skip=resumed_from):
             out.write(tables.to_text(_chunk_rows(clf, frame, plan, tally), plan.out_sep))
             out.commit(tally.rows, asdict(tally))  # only now do these rows count as done
