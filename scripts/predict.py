@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except CardtuneError as err:
         return fail(err)
     except KeyboardInterrupt:
-        print(f"interrupted; {args.output} is not written yet: rerun with --resume to continue", file=sys.stderr)
+        print(f"interrupted: the rows done are kept in {args.output}.partial; rerun the same command with --resume "
+              "to continue", file=sys.stderr)
         return 130
     print(report(summary))
     return 0

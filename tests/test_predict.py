@@ -284,7 +284,7 @@ def test_resume_refuses_changed_settings_and_a_fresh_run_replaces_the_partial(ca
     monkeypatch.setattr(Classifier, "score", interrupt_second_chunk)
     base = ["--model", str(carded_model), "--input", str(source), "--chunk-size", "10", "--output"]
     assert main(base + [str(out)]) == 130
-    assert "rerun with --resume" in capsys.readouterr().err and not out.exists()
+    assert "rerun the same command with --resume" in capsys.readouterr().err and not out.exists()
     monkeypatch.undo()
     assert main(base + [str(out), "--resume", "--max-length", "20"]) == 2
     assert "changed: max_length" in _error_line(capsys)
