@@ -33,7 +33,7 @@ def describe_encoding(encoding: str) -> str:
 def _options(sep: str, encoding: str) -> dict:
     return dict(
         sep=sep,
-        dtype=str,
+        dtype=object,  # plain Python strings: pandas' Arrow-backed str columns let RSS creep chunk by chunk
         keep_default_na=False,  # only a truly missing cell is NaN; the text "NA" is text
         # TSV corpora (SST-2, CoLA) use bare quotes inside sentences: never treat them as quoting.
         quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL,
