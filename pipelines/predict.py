@@ -266,7 +266,7 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally)
 
 def _count_gold(gold: list, ok: list[int], best: np.ndarray, labels: list[str], tally: Tally) -> None:
     """Add the chunk's predicted rows to the confusion counts; gold may be a name or an id."""
-    index = {name: i for i, name in enumerate(labels)} | {str(i): i for i in range(len(labels))}
+    index = {str(i): i for i in range(len(labels))} | {name: i for i, name in enumerate(labels)}  # names first
     for j, i in enumerate(ok):
         g = index.get(gold[i].strip()) if isinstance(gold[i], str) else None
         if g is None:

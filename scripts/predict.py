@@ -61,7 +61,8 @@ def report(summary) -> str:
     if summary.metrics is not None:
         scored = sum(map(sum, t.confusion))
         scores = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
-        lines.append(f"{scores}  ({scored} rows with a gold label)")
+        skipped = f"; {t.no_gold} with an empty or unknown one left out" if t.no_gold else ""
+        lines.append(f"{scores}  ({scored} rows with a gold label{skipped})")
     return "\n".join(lines)
 
 

@@ -150,7 +150,7 @@ def test_real_offline_model_matches_the_pipeline_on_sst2(tmp_path):
 
 def test_bad_text_rows_are_kept_with_an_error(carded_model, tmp_path, capsys):
     source = tmp_path / "in.csv"
-    source.write_text("\ufefflabel,text\npos,good movie\nneg,\npos,   \nneg\n\nneg,NA\n", encoding="utf-8")
+    source.write_text("\ufefflabel,text\npos,good movie\nneg,\npos,   \nneg\n\nneg,NA\nhuh,fine\n", encoding="utf-8")
     out = tmp_path / "out.csv"
     assert main(["--model", str(carded_model), "--input", str(source), "--output", str(out),
                  "--label-column", "label"]) == 0
@@ -158,12 +158,13 @@ def test_bad_text_rows_are_kept_with_an_error(carded_model, tmp_path, capsys):
     assert header[:2] == ["label", "text"]  # the BOM is not part of the first column's name
     # a short row and a blank line are rows too: every input line has its output row
     assert [r[:2] for r in body] == [["pos", "good movie"], ["neg", ""], ["pos", "   "], ["neg", ""], ["", ""],
-                                     ["neg", "NA"]]
+                                     ["neg", "NA"], ["huh", "fine"]]
     empty = "empty text in column `text`"
-    assert [r[-1] for r in body] == ["", empty, empty, empty, empty, ""]
-    assert [bool(r[2]) for r in body] == [True, False, False, False, False, True]  # no prediction for those
+    assert [r[-1] for r in body] == ["", empty, empty, empty, empty, "", ""]
+    assert [bool(r[2]) for r in body] == [True, False, False, False, False, True, True]  # none for the bad texts
     printed = capsys.readouterr().out
-    assert f"errors: 4 rows (4 {empty})" in printed and "(2 rows with a gold label)" in printed
+    assert f"errors: 4 rows (4 {empty})" in printed
+    assert "(2 rows with a gold label; 1 with an empty or unknown one left out)" in printed
 
 
 def _error_line(capsys):
