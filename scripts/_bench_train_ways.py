@@ -191,7 +191,7 @@ def cardtune(opts) -> dict[str, Any]:
         else:
             values.update(max_steps=opts.warmup + opts.steps, eval_strategy="no", save_strategy="no",
                           load_best_model_at_end=False)
-        trainer = train.build_trainer(card, TrainingArguments(**values), feats, clf, tok, [timer])
+        trainer = train.build_trainer(card, TrainingArguments(**values), feats, clf, tok, run, [timer])
         collate = trainer.data_collator = ShapeLog(trainer.data_collator)
         start = time.perf_counter()
         trainer.train()
