@@ -176,7 +176,7 @@ def cardtune(opts) -> dict[str, Any]:
     from pipelines.options import RunArgs
 
     card, splits = _data(opts)
-    run = RunArgs()
+    run = RunArgs(threads=opts.threads or None)
     hardware.configure_threads(run.threads)
     tok = model.load_tokenizer(None)
     torch.manual_seed(42)

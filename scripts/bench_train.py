@@ -40,6 +40,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before timing starts")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--ways", default=",".join(WAYS))
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads for the probe and every way alike (default: one per available core)")
     p.add_argument("--quality-epochs", type=int, default=0, help="also train tutorial and cardtune this many epochs")
     p.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)  # child process mode
     p.add_argument("--epochs", type=int, default=0, help=argparse.SUPPRESS)
@@ -49,7 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def run_child(way: str, opts: argparse.Namespace, epochs: int = 0) -> dict:
     """One way in a fresh process, so peak RSS and thread pools are its own."""
     cmd = [sys.executable, __file__, "--way", way, "--data-dir", opts.data_dir, "--steps", str(opts.steps),
-           "--warmup", str(opts.warmup), "--batch-size", str(opts.batch_size), "--epochs", str(epochs)]
+           "--warmup", str(opts.warmup), "--batch-size", str(opts.batch_size), "--epochs", str(epochs),
+           "--threads", str(opts.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{way} failed:\n{out.stderr[-3000:]}")
@@ -58,6 +61,9 @@ def run_child(way: str, opts: argparse.Namespace, epochs: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
+    from pipelines.hardware import configure_threads
+
+    threads = configure_threads(opts.threads or None)
     if opts.way:
         from scripts import _bench_train_ways as ways
 
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from scripts._bench_train_ways import gemm_probe
 
     peak = gemm_probe()
-    print(f"machine: {os.cpu_count()} CPUs; fp32 matmul probe: {peak / 1e9:.1f} GFLOP/s")
+    print(f"machine: {os.cpu_count()} CPUs, {threads} torch threads per way; fp32 matmul probe: {peak / 1e9:.1f} GFLOP/s")
     print(f"{opts.steps} timed steps after {opts.warmup} warm-up steps, batch size {opts.batch_size}, real CoLA train")
     results = {}
     for way in opts.ways.split(","):
