@@ -63,8 +63,13 @@ def per_class(labels: Sequence[int], preds: Sequence[int], names: Sequence[str])
 CHANCE_MCC = 0.05
 
 
-def degenerate(preds: Sequence[int], mcc: float, names: Sequence[str], train_labels: Sequence[int]) -> str | None:
-    """A plain-words alarm when a run ended predicting one class, or at chance level; else None."""
+def degenerate(
+    preds: Sequence[int], mcc: float, names: Sequence[str], train_labels: Sequence[int], first_causes: Sequence[str] = ()
+) -> str | None:
+    """A plain-words alarm when a run ended predicting one class, or at chance level; else None.
+
+    `first_causes` are known reasons listed before the generic ones (e.g. a model of another language).
+    """
     counts = np.bincount(np.asarray(train_labels), minlength=len(names))
     majority = counts.argmax()
     share = counts[majority] / max(1, counts.sum())
@@ -75,7 +80,7 @@ def degenerate(preds: Sequence[int], mcc: float, names: Sequence[str], train_lab
         what = f"validation MCC is {mcc:.3f}, i.e. no better than chance"
     else:
         return None
-    causes = ["a learning rate too high (diverged) or too low", "too few epochs or no warmup for this model"]
+    causes = [*first_causes, "a learning rate too high (diverged) or too low", "too few epochs or no warmup for this model"]
     if share > 1.2 / len(names):  # clearly more than an even share
         causes.append(f"label imbalance ('{names[majority]}' is {share:.0%} of train: try class_weights: balanced)")
     return f"DEGENERATE RUN: {what}. Likely causes: {'; '.join(causes)}. Do not report this number as a result."

@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("accuracy", "mcc", "f1")
 
 
+def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
+    """The default offline model knows English only; on other languages it cannot learn much."""
+    if run.model not in (None, "", model.DEFAULT_MODEL) or "en" in card.language:
+        return []
+    better = f"--model {card.recommended_model} --online" if card.recommended_model else "--model"
+    return [f"the default offline model is English and this card's language is {', '.join(card.language)} "
+            f"(pass {better})"]
+
+
 def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: LoadedData,
                   feats: datasets.DatasetDict, result: TrainResult, params: dict[str, int]) -> dict[str, Any]:
     """Stage every artefact, then move them into the output directory in one go."""
@@ -52,7 +61,7 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
         texts = {c: column(feats["test"], c) for c in card.text_columns}
         report.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs, result.test.labels)
     alarm = metrics.degenerate(result.validation.preds, result.validation.metrics["mcc"], card.labels,
-                               column(feats["train"], "label"))
+                               column(feats["train"], "label"), _language_causes(card, run))
     summary = metrics_summary(card, run, args, data, feats, result, rows, alarm, params)
     report.write_json(stage / "run_config.json", run_config(run, args, card))
     (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")

@@ -77,3 +77,19 @@ def test_compute_metrics_for_trainer_uses_argmax_of_logits():
     pred = EvalPrediction(predictions=np.array([[2.0, -1.0], [0.1, 0.3]]), label_ids=np.array([0, 0]))
     assert fn(pred)["accuracy"] == 0.5
     assert metrics.softmax(np.array([[1000.0, 1000.0]])).tolist() == [[0.5, 0.5]]
+
+
+def test_chance_alarm_names_a_model_of_another_language_first():
+    from pipelines.options import RunArgs
+    from pipelines.outputs import _language_causes
+
+    korean = load_card("klue_nli")
+    causes = _language_causes(korean, RunArgs())
+    assert causes == ["the default offline model is English and this card's language is ko "
+                      "(pass --model klue/bert-base --online)"]
+    assert _language_causes(korean, RunArgs(model="klue/bert-base")) == []
+    assert _language_causes(load_card("cola"), RunArgs()) == []
+    alarm = metrics.degenerate([0, 1, 2, 0], 0.01, ["e", "n", "c"], [0, 1, 2], causes)
+    assert alarm.startswith("DEGENERATE RUN: validation MCC is 0.010")
+    assert "Likely causes: the default offline model is English" in alarm
+    assert metrics.degenerate([0, 1, 2, 0], 0.5, ["e", "n", "c"], [0, 1, 2], causes) is None
