@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pipelines
-from pipelines import modelcard
+from pipelines.reporting import modelcard
 from pipelines.errors import HubError
 
 log = logging.getLogger(__name__)

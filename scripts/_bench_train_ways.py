@@ -10,10 +10,14 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from pipelines import cache, hardware, metrics, model, train
-from pipelines.cards import load_card
-from pipelines.data import load_splits
-from pipelines.readers import column
+from pipelines.data import cache
+from pipelines import hardware
+from pipelines.evaluation import metrics
+from pipelines.modeling import loading as model
+from pipelines.training import train
+from pipelines.card.cards import load_card
+from pipelines.data.loading import load_splits
+from pipelines.data.readers import column
 
 
 def gemm_probe(n: int = 1024, reps: int = 20) -> float:
@@ -173,7 +177,7 @@ def hf_example(opts) -> dict[str, Any]:
 
 def cardtune(opts) -> dict[str, Any]:
     """The cola card's default path, as scripts/run.py builds it."""
-    from pipelines.options import RunArgs
+    from pipelines.card.options import RunArgs
 
     card, splits = _data(opts)
     run = RunArgs(threads=opts.threads or None)

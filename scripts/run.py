@@ -25,7 +25,7 @@ log = logging.getLogger("cardtune")
 
 def list_tasks() -> str:
     """One line per shipped card: name, description, the model its tutorial used."""
-    from pipelines.cards import load_card, shipped_cards
+    from pipelines.card.cards import load_card, shipped_cards
 
     lines = []
     for name in shipped_cards():
@@ -38,8 +38,8 @@ def build_parser(card=None):
     """HfArgumentParser over RunArgs + TrainingArguments, with the card's defaults applied."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    from pipelines.options import RunArgs
-    from pipelines.train import base_defaults
+    from pipelines.card.options import RunArgs
+    from pipelines.training.train import base_defaults
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
     # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     uploads = known.push_to_hub.lower() in ("true", "yes", "1", "y", "t") and not known.hub_dry_run
     set_offline(not known.online, upload=uploads)  # before any Hugging Face import: they read it once
     configure_logging()
-    from pipelines.cards import load_card
+    from pipelines.card.cards import load_card
     from pipelines.errors import CardtuneError
 
     flag = token_flag(argv)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             raise CardtuneError(problem)
         publish = hub_request(run_args, training_args)
-        from pipelines.runner import run_task
+        from pipelines.training.runner import run_task
 
         log.info("task %s from %s; output directory %s", card.name, card.path, training_args.output_dir)
         summary = run_task(card, run_args, training_args)

@@ -1,7 +1,7 @@
 import pytest
 from conftest import write_card
 
-from pipelines.cards import load_card, resolve_card_path, shipped_cards
+from pipelines.card.cards import load_card, resolve_card_path, shipped_cards
 from pipelines.errors import CardError
 
 EXPECTED_CARDS = {"cola", "sst2", "imdb", "snli", "mnli", "klue_nli", "nsmc", "ko_emotion"}

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA, toy_rows, write_card, write_csv
 
-from pipelines.cards import load_card
-from pipelines.data import load_splits
+from pipelines.card.cards import load_card
+from pipelines.data.loading import load_splits
 from pipelines.errors import DataError
 
 

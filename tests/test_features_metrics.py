@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from conftest import write_card
 
-from pipelines import features, metrics
-from pipelines.cards import load_card
+from pipelines.data import features
+from pipelines.evaluation import metrics
+from pipelines.card.cards import load_card
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,8 @@ def test_compute_metrics_for_trainer_uses_argmax_of_logits():
 
 
 def test_chance_alarm_names_a_model_of_another_language_first():
-    from pipelines.options import RunArgs
-    from pipelines.outputs import _language_causes
+    from pipelines.card.options import RunArgs
+    from pipelines.reporting.outputs import _language_causes
 
     korean = load_card("klue_nli")
     causes = _language_causes(korean, RunArgs())

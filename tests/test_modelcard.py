@@ -2,7 +2,7 @@
 
 from fake_hub import model_index_metrics, split_card
 
-from pipelines.modelcard import RunFiles, render
+from pipelines.reporting.modelcard import RunFiles, render
 
 REPO = "alice/nli-model"
 

@@ -6,9 +6,9 @@ import json
 import pytest
 from conftest import SHARED_DATA, build_tiny_model, toy_rows, write_card, write_csv
 
-from pipelines import metrics
-from pipelines.partial import PartialOutput
-from pipelines.predict import Classifier, PredictOptions, predict_file
+from pipelines.evaluation import metrics
+from pipelines.prediction.partial import PartialOutput
+from pipelines.prediction.predict import Classifier, PredictOptions, predict_file
 from scripts.predict import main
 
 ADDED_2 = ["predicted", "predicted_prob", "prob_neg", "prob_pos", "error"]
@@ -126,7 +126,7 @@ def test_real_offline_model_matches_the_pipeline_on_sst2(tmp_path):
         pytest.skip("../shared/data/sst2 not present")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipelines.model import resolve
+    from pipelines.modeling.loading import resolve
 
     folder = tmp_path / "minilm"
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -298,7 +298,7 @@ def test_resume_refuses_changed_settings_and_a_fresh_run_replaces_the_partial(ca
 
 def test_progress_is_a_log_line_per_chunk_off_a_terminal(carded_model, tmp_path, caplog):
     source = write_csv(tmp_path / "in.csv", toy_rows(25))
-    with caplog.at_level("INFO", logger="pipelines.predict"):
+    with caplog.at_level("INFO", logger="pipelines.prediction.predict"):
         predict_file(carded_model, source, tmp_path / "o.csv", PredictOptions(chunk_size=10))
     lines = [r.getMessage() for r in caplog.records if "rows done" in r.getMessage()]
     assert [line.split(" rows done")[0] for line in lines] == ["10", "20", "25"]

@@ -8,10 +8,13 @@ import torch
 from conftest import read_json, write_card
 from transformers import TrainingArguments
 
-from pipelines import features, heads, model, train
-from pipelines.cards import load_card
-from pipelines.data import load_splits
-from pipelines.options import RunArgs
+from pipelines.data import features
+from pipelines.modeling import heads
+from pipelines.modeling import loading as model
+from pipelines.training import train
+from pipelines.card.cards import load_card
+from pipelines.data.loading import load_splits
+from pipelines.card.options import RunArgs
 
 
 @pytest.fixture

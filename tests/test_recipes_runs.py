@@ -63,7 +63,7 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(toy_task, t
     assert _run(toy_task, tiny_model, straight, "--num_train_epochs", "6", *LEARNS) == 0
     assert read_json(straight / "metrics.json")["validation"]["accuracy"] > 0.8  # a run that learned
 
-    from pipelines import trainer as trainer_module
+    from pipelines.training import trainer as trainer_module
 
     def stop_after_second_save(self, args, state, control, **kwargs):
         if state.global_step >= 12:

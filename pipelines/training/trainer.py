@@ -11,7 +11,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pipelines import heads
+from pipelines.modeling import heads
 
 log = logging.getLogger(__name__)
 

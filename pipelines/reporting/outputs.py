@@ -17,12 +17,14 @@ import yaml
 from transformers import TrainingArguments
 
 import pipelines
-from pipelines import metrics, model, report
-from pipelines.cards import TaskCard
-from pipelines.data import LoadedData
-from pipelines.options import RunArgs
-from pipelines.readers import column
-from pipelines.train import Predictions, TrainResult
+from pipelines.evaluation import metrics
+from pipelines.modeling import loading as model
+from pipelines.reporting import report
+from pipelines.card.cards import TaskCard
+from pipelines.data.loading import LoadedData
+from pipelines.card.options import RunArgs
+from pipelines.data.readers import column
+from pipelines.training.train import Predictions, TrainResult
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("accuracy", "mcc", "f1")

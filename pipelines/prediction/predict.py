@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines import features, metrics, tables
-from pipelines.cards import load_card
+from pipelines.data import features
+from pipelines.evaluation import metrics
+from pipelines.prediction import tables
+from pipelines.card.cards import load_card
 from pipelines.errors import DataError, ModelError
-from pipelines.model import load_trained
-from pipelines.partial import PartialOutput
-from pipelines.progress import Progress
+from pipelines.modeling.loading import load_trained
+from pipelines.prediction.partial import PartialOutput
+from pipelines.prediction.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import datasets
 
-from pipelines import readers
-from pipelines.cards import SPLITS, TaskCard
+from pipelines.data import readers
+from pipelines.card.cards import SPLITS, TaskCard
 from pipelines.errors import DataError
-from pipelines.preprocess import StepContext, apply
-from pipelines.schema import raw_key
+from pipelines.card.preprocess import StepContext, apply
+from pipelines.card.schema import raw_key
 
 log = logging.getLogger(__name__)
 

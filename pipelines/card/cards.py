@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from pipelines import preprocess
-from pipelines import schema as s
+from pipelines.card import preprocess
+from pipelines.card import schema as s
 from pipelines.errors import CardError
 from task_cards import CARDS_DIR, SAMPLES_DIR
 
@@ -95,7 +95,7 @@ def _defaults(value: Any, path: str, problems: list) -> dict[str, Any] | None:
 
 
 def _run_only() -> frozenset[str]:
-    from pipelines.options import NOT_IN_CARD as RUN_ONLY
+    from pipelines.card.options import NOT_IN_CARD as RUN_ONLY
 
     return RUN_ONLY
 
@@ -115,8 +115,8 @@ def _training_argument_types() -> dict[str, Any]:
     """Keys a card's `defaults` may set: TrainingArguments fields and cardtune's run options."""
     from transformers import TrainingArguments  # heavy; only needed to check `defaults`
 
-    from pipelines.options import NOT_IN_CARD as RUN_ONLY
-    from pipelines.options import RunArgs
+    from pipelines.card.options import NOT_IN_CARD as RUN_ONLY
+    from pipelines.card.options import RunArgs
 
     out: dict[str, Any] = {}
     for cls, skip in ((TrainingArguments, NOT_IN_CARD), (RunArgs, RUN_ONLY)):

@@ -13,12 +13,14 @@ import torch
 from transformers import EarlyStoppingCallback, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from pipelines import features, hardware, metrics
-from pipelines.cards import TaskCard
+from pipelines.data import features
+from pipelines import hardware
+from pipelines.evaluation import metrics
+from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
-from pipelines.options import RunArgs  # noqa: F401  (re-exported: scripts import it from here)
-from pipelines.readers import column
-from pipelines.trainer import CardtuneTrainer, EpochTimer, LogCallback
+from pipelines.card.options import RunArgs  # noqa: F401  (re-exported: scripts import it from here)
+from pipelines.data.readers import column
+from pipelines.training.trainer import CardtuneTrainer, EpochTimer, LogCallback
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from pipelines import heads
-from pipelines.cards import TaskCard
+from pipelines.modeling import heads
+from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
 
 log = logging.getLogger(__name__)

@@ -12,13 +12,18 @@ import datasets
 import transformers
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from pipelines import cache, features, hardware, heads, model, outputs
-from pipelines.cards import TaskCard
-from pipelines.data import LoadedData, load_splits
+from pipelines.data import cache
+from pipelines.data import features
+from pipelines import hardware
+from pipelines.modeling import heads
+from pipelines.modeling import loading as model
+from pipelines.reporting import outputs
+from pipelines.card.cards import TaskCard
+from pipelines.data.loading import LoadedData, load_splits
 from pipelines.errors import CardtuneError
-from pipelines.options import RunArgs
-from pipelines.readers import column
-from pipelines.train import train
+from pipelines.card.options import RunArgs
+from pipelines.data.readers import column
+from pipelines.training.train import train
 
 log = logging.getLogger(__name__)
 

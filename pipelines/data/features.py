@@ -6,9 +6,9 @@ import datasets
 import numpy as np
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from pipelines.cards import TaskCard
+from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
-from pipelines.readers import column
+from pipelines.data.readers import column
 
 # Columns tokenization adds besides the model inputs: `length` feeds length-grouped sampling and
 # sorted evaluation, `row` restores input order after sorting, `truncated` counts cut inputs.

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pipelines import report
+from pipelines.reporting import report
 from pipelines.errors import HubError
 
 PIPELINE_TAG = "text-classification"

@@ -1,0 +1,1 @@
+"""Task cards: the schema, loading and validation, run options, preprocessing steps."""

@@ -1,0 +1,1 @@
+"""Metrics and diagnostics of a classifier's predictions."""

@@ -1,0 +1,1 @@
+"""Models: loading encoders and tokenizers, classifier heads, freezing."""

@@ -1,0 +1,1 @@
+"""Batch prediction over files: streaming, crash-safe partial output, progress."""

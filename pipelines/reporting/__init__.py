@@ -1,0 +1,1 @@
+"""Reports: the output directory, tables, plots, the model card."""

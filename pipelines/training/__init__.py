@@ -1,0 +1,1 @@
+"""Training: arguments, the Trainer subclass, a card's training run."""
