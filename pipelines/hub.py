@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pipelines
-from pipelines.reporting import modelcard
 from pipelines.errors import HubError
+from pipelines.reporting import modelcard
 
 log = logging.getLogger(__name__)
 

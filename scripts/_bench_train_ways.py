@@ -10,14 +10,14 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from pipelines.data import cache
 from pipelines import hardware
+from pipelines.card.cards import load_card
+from pipelines.data import cache
+from pipelines.data.columns import column
+from pipelines.data.loading import load_splits
 from pipelines.evaluation import metrics
 from pipelines.modeling import loading as model
-from pipelines.training import train
-from pipelines.card.cards import load_card
-from pipelines.data.loading import load_splits
-from pipelines.data.readers import column
+from pipelines.training import arguments, loop
 
 
 def gemm_probe(n: int = 1024, reps: int = 20) -> float:
@@ -188,14 +188,14 @@ def cardtune(opts) -> dict[str, Any]:
     feats = cache.cached_tokenize(card, splits, tok, card.max_length)
     timer = StepTimer(opts.warmup, opts.steps)
     with tempfile.TemporaryDirectory() as tmp:
-        values = {**train.base_defaults(card), **card.defaults, "output_dir": tmp, "disable_tqdm": True,
+        values = {**arguments.base_defaults(card), **card.defaults, "output_dir": tmp, "disable_tqdm": True,
                   "per_device_train_batch_size": opts.batch_size}
         if opts.epochs:
             values.update(num_train_epochs=opts.epochs, save_strategy="no", load_best_model_at_end=False)
         else:
             values.update(max_steps=opts.warmup + opts.steps, eval_strategy="no", save_strategy="no",
                           load_best_model_at_end=False)
-        trainer = train.build_trainer(card, TrainingArguments(**values), feats, clf, tok, run, [timer])
+        trainer = loop.build_trainer(card, TrainingArguments(**values), feats, clf, tok, run, [timer])
         collate = trainer.data_collator = ShapeLog(trainer.data_collator)
         start = time.perf_counter()
         trainer.train()

@@ -93,7 +93,7 @@ def default_model(folder: Path) -> Path:
 def run_cardtune(model: Path, source: Path, out: Path, args) -> tuple[float, list[str], list[list[float]]]:
     """rows/s of one predict_file call, labels, probabilities. The time counts reading, tokenizing,
     inference and writing the file; not loading the model (the pipeline's timing leaves it out too)."""
-    from pipelines.prediction.predict import PredictOptions, predict_file
+    from pipelines.prediction.stream import PredictOptions, predict_file
 
     summary = predict_file(model, source, out, PredictOptions(text_column="sentence", batch_size=args.batch_size,
                                                               chunk_size=args.chunk_size, progress=False))
@@ -117,7 +117,7 @@ def run_pipeline(model: Path, texts: list[str], batch_size: int, max_length: int
 
 
 def speed(model: Path, rows: list[tuple[str, str]], tmp: Path, args) -> None:
-    from pipelines.prediction.predict import Classifier
+    from pipelines.prediction.stream import Classifier
 
     texts = [s for s, _ in rows[: args.rows]]
     source = write_rows(tmp / "speed.csv", rows, len(texts))
@@ -169,7 +169,7 @@ def measure_rss(model: str, source: str, out: str, threads: str) -> None:
     """Child process: predict one file, print peak RSS and timing as JSON."""
     import torch
 
-    from pipelines.prediction.predict import PredictOptions, predict_file
+    from pipelines.prediction.stream import PredictOptions, predict_file
 
     if int(threads):
         torch.set_num_threads(int(threads))

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     set_offline(True)  # a saved model directory never needs the network
     configure_logging()
     from pipelines.errors import CardtuneError
-    from pipelines.prediction.predict import PredictOptions, predict_file
+    from pipelines.prediction.stream import PredictOptions, predict_file
 
     if args.threads:
         import torch

@@ -39,7 +39,7 @@ def build_parser(card=None):
     from transformers import HfArgumentParser, TrainingArguments
 
     from pipelines.card.options import RunArgs
-    from pipelines.training.train import base_defaults
+    from pipelines.training.arguments import base_defaults
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
     # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             raise CardtuneError(problem)
         publish = hub_request(run_args, training_args)
-        from pipelines.training.runner import run_task
+        from pipelines.training.run import run_task
 
         log.info("task %s from %s; output directory %s", card.name, card.path, training_args.output_dir)
         summary = run_task(card, run_args, training_args)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import write_card
 
-from pipelines.data import features
-from pipelines.evaluation import metrics
 from pipelines.card.cards import load_card
+from pipelines.data import features
+from pipelines.evaluation import diagnostics, metrics
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_compute_metrics_for_trainer_uses_argmax_of_logits():
 
 def test_chance_alarm_names_a_model_of_another_language_first():
     from pipelines.card.options import RunArgs
-    from pipelines.reporting.outputs import _language_causes
+    from pipelines.reporting.output_dir import _language_causes
 
     korean = load_card("klue_nli")
     causes = _language_causes(korean, RunArgs())
@@ -90,7 +90,7 @@ def test_chance_alarm_names_a_model_of_another_language_first():
                       "(pass --model klue/bert-base --online)"]
     assert _language_causes(korean, RunArgs(model="klue/bert-base")) == []
     assert _language_causes(load_card("cola"), RunArgs()) == []
-    alarm = metrics.degenerate([0, 1, 2, 0], 0.01, ["e", "n", "c"], [0, 1, 2], causes)
+    alarm = diagnostics.degenerate([0, 1, 2, 0], 0.01, ["e", "n", "c"], [0, 1, 2], causes)
     assert alarm.startswith("DEGENERATE RUN: validation MCC is 0.010")
     assert "Likely causes: the default offline model is English" in alarm
-    assert metrics.degenerate([0, 1, 2, 0], 0.5, ["e", "n", "c"], [0, 1, 2], causes) is None
+    assert diagnostics.degenerate([0, 1, 2, 0], 0.5, ["e", "n", "c"], [0, 1, 2], causes) is None

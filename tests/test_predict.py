@@ -8,7 +8,7 @@ from conftest import SHARED_DATA, build_tiny_model, toy_rows, write_card, write_
 
 from pipelines.evaluation import metrics
 from pipelines.prediction.partial import PartialOutput
-from pipelines.prediction.predict import Classifier, PredictOptions, predict_file
+from pipelines.prediction.stream import Classifier, PredictOptions, predict_file
 from scripts.predict import main
 
 ADDED_2 = ["predicted", "predicted_prob", "prob_neg", "prob_pos", "error"]
@@ -298,7 +298,7 @@ def test_resume_refuses_changed_settings_and_a_fresh_run_replaces_the_partial(ca
 
 def test_progress_is_a_log_line_per_chunk_off_a_terminal(carded_model, tmp_path, caplog):
     source = write_csv(tmp_path / "in.csv", toy_rows(25))
-    with caplog.at_level("INFO", logger="pipelines.prediction.predict"):
+    with caplog.at_level("INFO", logger="pipelines.prediction.stream"):
         predict_file(carded_model, source, tmp_path / "o.csv", PredictOptions(chunk_size=10))
     lines = [r.getMessage() for r in caplog.records if "rows done" in r.getMessage()]
     assert [line.split(" rows done")[0] for line in lines] == ["10", "20", "25"]

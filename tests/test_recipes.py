@@ -2,19 +2,17 @@
 
 import math
 
-import datasets
 import pytest
 import torch
-from conftest import read_json, write_card
 from transformers import TrainingArguments
 
-from pipelines.data import features
-from pipelines.modeling import heads
-from pipelines.modeling import loading as model
-from pipelines.training import train
 from pipelines.card.cards import load_card
-from pipelines.data.loading import load_splits
 from pipelines.card.options import RunArgs
+from pipelines.data import features
+from pipelines.data.loading import load_splits
+from pipelines.modeling import freezing
+from pipelines.modeling import loading as model
+from pipelines.training import arguments, loop, trainer
 
 
 @pytest.fixture
@@ -26,7 +24,7 @@ def setup(toy_task, tiny_model, tmp_path):
     feats = features.tokenize(load_splits(card, data).splits, tok, card)
 
     def args(**kw):
-        values = {**train.base_defaults(card), **card.defaults, "output_dir": str(tmp_path / "o"),
+        values = {**arguments.base_defaults(card), **card.defaults, "output_dir": str(tmp_path / "o"),
                   "disable_tqdm": True, "save_strategy": "no", "load_best_model_at_end": False, **kw}
         return TrainingArguments(**values)
 
@@ -51,11 +49,11 @@ def _state(m):
 def test_frozen_parameters_do_not_change_after_training_steps(setup, tiny_model, strategy, trained):
     card, feats, tok, args = setup
     clf = _model(card, tiny_model)
-    trainable, total = heads.freeze(clf, strategy, trainable_layers=1)
+    trainable, total = freezing.freeze(clf, strategy, trainable_layers=1)
     expected = sum(p.numel() for n, p in clf.named_parameters() if any(part in n for part in trained))
     assert trainable == expected and total == sum(p.numel() for p in clf.parameters())
     before = _state(clf)
-    train.build_trainer(card, args(max_steps=3, eval_strategy="no"), feats, clf, tok).train()
+    loop.build_trainer(card, args(max_steps=3, eval_strategy="no"), feats, clf, tok).train()
     for name, value in clf.named_parameters():
         changed = not torch.equal(value, before[name])
         assert changed == any(part in name for part in trained), name
@@ -90,7 +88,7 @@ def test_weight_decay_skips_biases_and_layernorm(setup, tiny_model):
     card, feats, tok, args = setup
     clf = _model(card, tiny_model)
     names = {id(p): n for n, p in clf.named_parameters()}
-    for group in _groups(train.build_trainer(card, args(weight_decay=0.01), feats, clf, tok)):
+    for group in _groups(loop.build_trainer(card, args(weight_decay=0.01), feats, clf, tok)):
         for p in group["params"]:
             no_decay = "bias" in names[id(p)] or "LayerNorm" in names[id(p)]
             assert group["weight_decay"] == (0.0 if no_decay else 0.01), names[id(p)]
@@ -102,7 +100,7 @@ def test_layerwise_learning_rate_decay(setup, tiny_model):
     names = {id(p): n for n, p in clf.named_parameters()}
     run = RunArgs(layerwise_lr_decay=0.5)
     lr_of = {}
-    for group in _groups(train.build_trainer(card, args(learning_rate=1e-3), feats, clf, tok, run)):
+    for group in _groups(loop.build_trainer(card, args(learning_rate=1e-3), feats, clf, tok, run)):
         lr_of.update({names[id(p)]: group["lr"] for p in group["params"]})
     assert lr_of["classifier.weight"] == pytest.approx(1e-3)
     assert lr_of["bert.pooler.dense.weight"] == pytest.approx(1e-3)
@@ -114,7 +112,7 @@ def test_layerwise_learning_rate_decay(setup, tiny_model):
 @pytest.mark.parametrize("kind,warmup", [("linear", 0.1), ("linear", 10), ("cosine", 0.1)])
 def test_schedules_with_warmup_as_ratio_or_steps(setup, tiny_model, kind, warmup):
     card, feats, tok, args = setup
-    trainer = train.build_trainer(card, args(lr_scheduler_type=kind, warmup_steps=warmup, learning_rate=1.0),
+    trainer = loop.build_trainer(card, args(lr_scheduler_type=kind, warmup_steps=warmup, learning_rate=1.0),
                                   feats, _model(card, tiny_model), tok)
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
     lrs = []
@@ -147,8 +145,8 @@ def test_class_weights_change_the_loss_as_weighted_cross_entropy(setup, tiny_mod
     batch = features.collator(tok)([{k: feats["train"][i][k] for k in ("input_ids", "token_type_ids",
                                     "attention_mask", "label")} for i in range(6)])
     batch["labels"] = batch.pop("label") if "label" in batch else batch["labels"]
-    plain = train.build_trainer(card, args(), feats, clf, tok)
-    weighted = train.build_trainer(card, args(), feats, clf, tok, RunArgs(class_weights="1.0,3.0"))
+    plain = loop.build_trainer(card, args(), feats, clf, tok)
+    weighted = loop.build_trainer(card, args(), feats, clf, tok, RunArgs(class_weights="1.0,3.0"))
     clf.eval()
     with torch.no_grad():
         logits = clf(**{k: v for k, v in batch.items() if k != "labels"}).logits
@@ -158,7 +156,7 @@ def test_class_weights_change_the_loss_as_weighted_cross_entropy(setup, tiny_mod
     assert loss_weighted == pytest.approx(expected.item(), rel=1e-5)
     assert loss_plain == pytest.approx(torch.nn.functional.cross_entropy(logits, batch["labels"]).item(), rel=1e-5)
     assert loss_weighted != pytest.approx(loss_plain.item())
-    smoothed = train.build_trainer(card, args(label_smoothing_factor=0.2), feats, clf, tok,
+    smoothed = loop.build_trainer(card, args(label_smoothing_factor=0.2), feats, clf, tok,
                                    RunArgs(class_weights="1.0,3.0"))
     with torch.no_grad():
         loss_smooth = smoothed.compute_loss(clf, dict(batch))
@@ -168,7 +166,7 @@ def test_class_weights_change_the_loss_as_weighted_cross_entropy(setup, tiny_mod
 
 
 def test_balanced_class_weights():
-    weights = train.class_weights("balanced", [0, 0, 0, 1], 2)
+    weights = trainer.class_weights("balanced", [0, 0, 0, 1], 2)
     assert weights.tolist() == pytest.approx([4 / 6, 4 / 2])
     with pytest.raises(Exception, match="expected 'balanced' or 2 positive numbers"):
-        train.class_weights("1,2,3", [0, 1], 2)
+        trainer.class_weights("1,2,3", [0, 1], 2)

@@ -63,13 +63,13 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(toy_task, t
     assert _run(toy_task, tiny_model, straight, "--num_train_epochs", "6", *LEARNS) == 0
     assert read_json(straight / "metrics.json")["validation"]["accuracy"] > 0.8  # a run that learned
 
-    from pipelines.training import trainer as trainer_module
+    from pipelines.training import callbacks
 
     def stop_after_second_save(self, args, state, control, **kwargs):
         if state.global_step >= 12:
             raise Interrupt("simulated crash after the epoch-2 checkpoint")
 
-    monkeypatch.setattr(trainer_module.LogCallback, "on_save", stop_after_second_save, raising=False)
+    monkeypatch.setattr(callbacks.LogCallback, "on_save", stop_after_second_save, raising=False)
     with pytest.raises(Interrupt):
         _run(toy_task, tiny_model, resumed, "--num_train_epochs", "6", *LEARNS)
     assert not (resumed / "metrics.json").exists() and list(resumed.glob("checkpoint-*"))

@@ -15,9 +15,9 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 import pipelines
-from pipelines.data import features
 from pipelines.card.cards import TaskCard
-from pipelines.data.readers import column
+from pipelines.data import features
+from pipelines.data.columns import column
 
 log = logging.getLogger(__name__)
 

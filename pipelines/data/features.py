@@ -7,8 +7,8 @@ import numpy as np
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from pipelines.card.cards import TaskCard
+from pipelines.data.columns import column
 from pipelines.errors import ModelError
-from pipelines.data.readers import column
 
 # Columns tokenization adds besides the model inputs: `length` feeds length-grouped sampling and
 # sorted evaluation, `row` restores input order after sorting, `truncated` counts cut inputs.

@@ -31,9 +31,6 @@ def read_table(path: Path, spec: dict[str, Any]) -> datasets.Dataset:
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
-def column(ds: datasets.Dataset, name: str) -> list[Any]:
-    """A column as a list, read in one batch (iterating a datasets `Column` formats row by row)."""
-    return ds[name][:]
 
 
 def rename_columns(ds: datasets.Dataset, mapping: dict[str, str]) -> datasets.Dataset:

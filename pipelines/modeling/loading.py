@@ -13,9 +13,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from pipelines.modeling import heads
 from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
+from pipelines.modeling import heads
 
 log = logging.getLogger(__name__)
 

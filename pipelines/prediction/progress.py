@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("pipelines.prediction.predict")  # the lines belong to the prediction run's log
+log = logging.getLogger("pipelines.prediction.stream")  # the lines belong to the prediction run's log
 
 
 class Progress:

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.reporting import report
 from pipelines.errors import HubError
+from pipelines.reporting import tables
 
 PIPELINE_TAG = "text-classification"
 # metrics.json key -> (model-index metric type known to the Hub, display name)
@@ -170,7 +170,7 @@ def _inputs(card: dict[str, Any]) -> str:
 def _labels(run: RunFiles) -> str:
     id2label = run.config.get("id2label") or {}
     rows = [{"id": int(i), "label": name} for i, name in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
-    return "## Labels\n\n" + report.markdown_table(rows)
+    return "## Labels\n\n" + tables.markdown_table(rows)
 
 
 def _data(run: RunFiles) -> str:
@@ -187,7 +187,7 @@ def _data(run: RunFiles) -> str:
         where = "local files (" + ", ".join(f"{s}: `{files[s]}`" for s in used) + ")"
     rows = [{"split": split, "rows": size} for split, size in data["sizes"].items()]
     return (f"## Data\n\nTrained and evaluated on {where}. Rows per split, after preprocessing:\n\n"
-            + report.markdown_table(rows))
+            + tables.markdown_table(rows))
 
 
 def _training(run: RunFiles) -> str:
@@ -202,7 +202,7 @@ def _results(run: RunFiles) -> str:
     rows = [{"split": split, **run.metrics[split]} for split in ("validation", "test") if run.metrics.get(split)]
     return (f"## Results\n\nMetrics of the restored best checkpoint (epoch {run.metrics.get('best_epoch')}), "
             "not of the last epoch; full precision in `metrics.json` and in the metadata above.\n\n"
-            + report.markdown_table(rows))
+            + tables.markdown_table(rows))
 
 
 def _hyperparameters(run: RunFiles) -> str:
@@ -218,7 +218,7 @@ def _hyperparameters(run: RunFiles) -> str:
         return "## Hyperparameters\n\nNot recorded (run_config.json was not found in the output directory)."
     versions = ", ".join(f"{k} {run.run_config[k]}" for k in ("cardtune", "transformers") if k in run.run_config)
     trained_with = f"\n\nTrained with {versions}." if versions else ""
-    return "## Hyperparameters\n\n" + report.markdown_table(rows) + trained_with
+    return "## Hyperparameters\n\n" + tables.markdown_table(rows) + trained_with
 
 
 def _show(value: Any) -> str:

@@ -1,43 +1,17 @@
-"""The Trainer subclass and callbacks cardtune runs with."""
+"""The Trainer subclass cardtune runs with: length-grouped batches, class weights, layer-wise learning rates."""
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pipelines.modeling import heads
-
-log = logging.getLogger(__name__)
-
-
-class EpochTimer(TrainerCallback):
-    """Training wall time per epoch (evaluation excluded), kept in the log history so that it
-    survives a resume along with the rest of the history."""
-
-    def __init__(self) -> None:
-        self._start = 0.0
-
-    def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: D102
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
-        seconds = round(time.perf_counter() - self._start, 2)
-        state.log_history.append({"epoch": state.epoch, "step": state.global_step, "epoch_time_s": seconds})
-
-
-class LogCallback(TrainerCallback):
-    """Trainer logs as log lines (instead of dicts printed on stdout)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
-        if state.is_world_process_zero and logs:
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
-            log.info("epoch %.2f step %d: %s", state.epoch or 0, state.global_step, shown)
+from pipelines.errors import CardtuneError
+from pipelines.modeling import freezing
 
 
 class CardtuneTrainer(Trainer):
@@ -89,9 +63,29 @@ class CardtuneTrainer(Trainer):
         if self._lr_decay == 1.0 or self.optimizer is not None:
             return super().create_optimizer(model)
         model = model or self.model
-        groups = heads.layerwise_groups(model, self.args.learning_rate, self._lr_decay, self.args.weight_decay,
+        groups = freezing.layerwise_groups(model, self.args.learning_rate, self._lr_decay, self.args.weight_decay,
                                         set(self.get_decay_parameter_names(model)))
         optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
         kwargs.pop("lr", None)
         self.optimizer = optimizer_cls(groups, **kwargs)
         return self.optimizer
+
+
+
+def class_weights(spec: str | None, labels: list[int], num_labels: int) -> torch.Tensor | None:
+    """`balanced` (n / (k * count), as scikit-learn) or an explicit comma-separated list."""
+    if not spec:
+        return None
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(float)
+        if (counts == 0).any():
+            raise CardtuneError(f"class_weights: balanced needs every class in train; counts are {counts.tolist()}")
+        return torch.tensor(counts.sum() / (num_labels * counts), dtype=torch.float32)
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != num_labels or min(values, default=0) <= 0:
+        raise CardtuneError(f"class_weights '{spec}': expected 'balanced' or {num_labels} positive numbers like '1.0,3.0'")
+    return torch.tensor(values, dtype=torch.float32)
+

@@ -12,18 +12,18 @@ import datasets
 import transformers
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from pipelines.data import cache
-from pipelines.data import features
 from pipelines import hardware
-from pipelines.modeling import heads
-from pipelines.modeling import loading as model
-from pipelines.reporting import outputs
 from pipelines.card.cards import TaskCard
+from pipelines.card.options import RunArgs
+from pipelines.data import cache, features
+from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
 from pipelines.errors import CardtuneError
-from pipelines.card.options import RunArgs
-from pipelines.data.readers import column
-from pipelines.training.train import train
+from pipelines.modeling import freezing
+from pipelines.modeling import loading as model
+from pipelines.reporting.output_dir import write_outputs
+from pipelines.reporting.summary import effective_batch_size, write_seed_summary
+from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
                                       run.cache_features)
     for split, ds in feats.items():
         log.info("%s: %d rows, %d truncated at %d tokens", split, len(ds), sum(column(ds, "truncated")), max_length)
-    log.info("%d CPU thread(s) per process; effective batch size %d", threads, outputs.effective_batch_size(args))
+    log.info("%d CPU thread(s) per process; effective batch size %d", threads, effective_batch_size(args))
     if not seeds:
         summary = run_once(card, run, args, data, feats, tokenizer)
     else:
@@ -76,13 +76,13 @@ def run_once(
     transformers.set_seed(args.seed)  # the new head is initialised at load time
     classifier = model.load_model(card, run.model, run.online, run.attn_implementation, run.head,
                                   run.head_hidden, run.classifier_dropout)
-    trainable, total = heads.freeze(classifier, run.freeze, run.trainable_layers)
+    trainable, total = freezing.freeze(classifier, run.freeze, run.trainable_layers)
     log.info("head %s, freeze %s: %s of %s parameters trainable (%.1f%%)", run.head, run.freeze,
              f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     result = train(card, args, feats, classifier, tokenizer, run)
     if not result.trainer.is_world_process_zero():
         return {}
-    return outputs.write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total})
+    return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total})
 
 
 def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int]) -> dict[str, Any]:
@@ -96,4 +96,4 @@ def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int]) -> dict
         per_seed[seed] = run_once(card, run, seed_args, data, feats, tokenizer)
     if not any(per_seed.values()):
         return {}
-    return outputs.write_seed_summary(card, Path(args.output_dir), per_seed)
+    return write_seed_summary(card, Path(args.output_dir), per_seed)

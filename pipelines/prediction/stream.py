@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.data import features
-from pipelines.evaluation import metrics
-from pipelines.prediction import tables
 from pipelines.card.cards import load_card
+from pipelines.data import features
 from pipelines.errors import DataError, ModelError
+from pipelines.evaluation import metrics
 from pipelines.modeling.loading import load_trained
+from pipelines.prediction import delimited as tables
 from pipelines.prediction.partial import PartialOutput
 from pipelines.prediction.progress import Progress
 

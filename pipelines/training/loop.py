@@ -1,4 +1,4 @@
-"""TrainingArguments defaults, Trainer assembly, training, and inference on evaluation splits."""
+"""Trainer assembly, training, and inference on evaluation splits."""
 
 from __future__ import annotations
 
@@ -13,54 +13,16 @@ import torch
 from transformers import EarlyStoppingCallback, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from pipelines.data import features
-from pipelines import hardware
-from pipelines.evaluation import metrics
 from pipelines.card.cards import TaskCard
+from pipelines.card.options import RunArgs
+from pipelines.data import features
+from pipelines.data.columns import column
 from pipelines.errors import CardtuneError
-from pipelines.card.options import RunArgs  # noqa: F401  (re-exported: scripts import it from here)
-from pipelines.data.readers import column
-from pipelines.training.trainer import CardtuneTrainer, EpochTimer, LogCallback
+from pipelines.evaluation import metrics
+from pipelines.training.callbacks import EpochTimer, LogCallback
+from pipelines.training.trainer import CardtuneTrainer, class_weights
 
 log = logging.getLogger(__name__)
-
-
-def base_defaults(card: TaskCard) -> dict[str, Any]:
-    """cardtune's defaults: above the library's, below the card's and the command line's."""
-    return {
-        "output_dir": f"outputs/{card.name}",
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-        "logging_strategy": "epoch",
-        "load_best_model_at_end": True,
-        "metric_for_best_model": card.select_by,
-        "greater_is_better": True,
-        "save_total_limit": 1,
-        "report_to": "none",
-        "train_sampling_strategy": "group_by_length",
-        "per_device_eval_batch_size": 128,
-        "seed": 42,
-        "ddp_find_unused_parameters": False,  # every parameter takes part in the loss
-        **hardware.training_defaults(),
-    }
-
-
-def class_weights(spec: str | None, labels: list[int], num_labels: int) -> torch.Tensor | None:
-    """`balanced` (n / (k * count), as scikit-learn) or an explicit comma-separated list."""
-    if not spec:
-        return None
-    if spec == "balanced":
-        counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(float)
-        if (counts == 0).any():
-            raise CardtuneError(f"class_weights: balanced needs every class in train; counts are {counts.tolist()}")
-        return torch.tensor(counts.sum() / (num_labels * counts), dtype=torch.float32)
-    try:
-        values = [float(v) for v in spec.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != num_labels or min(values, default=0) <= 0:
-        raise CardtuneError(f"class_weights '{spec}': expected 'balanced' or {num_labels} positive numbers like '1.0,3.0'")
-    return torch.tensor(values, dtype=torch.float32)
 
 
 @dataclass
@@ -163,3 +125,4 @@ def predict_split(trainer: Trainer, ds: datasets.Dataset, sort: bool = True, pre
 
 def _strip_prefix(values: dict[str, float], prefix: str) -> dict[str, float]:
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in values.items()}
+

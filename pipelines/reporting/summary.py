@@ -1,92 +1,24 @@
-"""The output directory of a run: model, resolved card, metrics, tables, plots, summaries."""
+"""What metrics.json and summary.md say about a run, and the statistics over seeds."""
 
 from __future__ import annotations
 
 import logging
-import platform
-import shutil
 import statistics
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
-import transformers
-import yaml
 from transformers import TrainingArguments
 
-import pipelines
-from pipelines.evaluation import metrics
-from pipelines.modeling import loading as model
-from pipelines.reporting import report
 from pipelines.card.cards import TaskCard
-from pipelines.data.loading import LoadedData
-from pipelines.card.options import RunArgs
-from pipelines.data.readers import column
-from pipelines.training.train import Predictions, TrainResult
+from pipelines.modeling import loading as model
+from pipelines.reporting import staging, tables
+from pipelines.training.loop import TrainResult
 
 log = logging.getLogger(__name__)
+
+
 SUMMARY_METRICS = ("accuracy", "mcc", "f1")
-
-
-def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
-    """The default offline model knows English only; on other languages it cannot learn much."""
-    if run.model not in (None, "", model.DEFAULT_MODEL) or "en" in card.language:
-        return []
-    better = f"--model {card.recommended_model} --online" if card.recommended_model else "--model"
-    return [f"the default offline model is English and this card's language is {', '.join(card.language)} "
-            f"(pass {better})"]
-
-
-def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: LoadedData,
-                  feats: datasets.DatasetDict, result: TrainResult, params: dict[str, int]) -> dict[str, Any]:
-    """Stage every artefact, then move them into the output directory in one go."""
-    out = Path(args.output_dir)
-    stage = report.staging_dir(out)
-    trainer = result.trainer
-    trainer.model.save_pretrained(stage)
-    trainer.processing_class.save_pretrained(stage)
-    header = f"# Resolved task card '{card.name}' (from {card.path}), saved by cardtune {pipelines.__version__}\n"
-    (stage / "task_card.yaml").write_text(
-        header + yaml.safe_dump(card.to_dict(), allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
-    rows = report.epoch_rows(result.history)
-    report.write_tables(rows, stage)
-    report.plot_curves(rows, card.select_by, stage / "learning_curve.png")
-    per_class = {}
-    for split, preds in (("validation", result.validation), ("test", result.test)):
-        if preds is not None and preds.labels is not None:
-            report.write_confusion(stage, split, metrics.confusion(preds.labels, preds.preds, len(card.labels)), card.labels)
-            per_class[split] = metrics.per_class(preds.labels, preds.preds, card.labels)
-            report.write_per_class(stage, split, per_class[split])
-    if result.test is not None:
-        texts = {c: column(feats["test"], c) for c in card.text_columns}
-        report.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs, result.test.labels)
-    alarm = metrics.degenerate(result.validation.preds, result.validation.metrics["mcc"], card.labels,
-                               column(feats["train"], "label"), _language_causes(card, run))
-    summary = metrics_summary(card, run, args, data, feats, result, rows, alarm, params)
-    report.write_json(stage / "run_config.json", run_config(run, args, card))
-    (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")
-    report.write_json(stage / "metrics.json", summary)
-    report.publish(stage, out)
-    if not run.keep_checkpoints:
-        for ckpt in out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
-    _log_summary(summary, out)
-    return summary
-
-
-def _log_summary(summary: dict[str, Any], out: Path) -> None:
-    log.info("validation (best checkpoint, epoch %s): %s", summary["best_epoch"], _fmt(summary["validation"]))
-    if summary["test"]:
-        log.info("test: %s", _fmt(summary["test"]))
-    if summary["alarm"]:
-        log.warning(summary["alarm"])
-    log.info("outputs written to %s", out)
-
-
-def _fmt(values: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, float))
 
 
 def effective_batch_size(args: TrainingArguments) -> int:
@@ -135,21 +67,6 @@ def _metric_values(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if k not in skip and isinstance(v, (int, float, np.floating))}
 
 
-def run_config(run: RunArgs, args: TrainingArguments, card: TaskCard) -> dict[str, Any]:
-    """The resolved configuration, enough to repeat the run (tokens never included)."""
-    training = {k: v for k, v in args.to_dict().items() if "token" not in k}
-    return {
-        "cardtune": pipelines.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "card": str(card.path),
-        "run": asdict(run),
-        "model_path": model.resolve(run.model),
-        "max_length": run.max_length or card.max_length,
-        "training_arguments": training,
-    }
-
-
 def summary_markdown(summary: dict[str, Any], rows: list[dict[str, Any]], per_class: dict[str, list]) -> str:
     """A short human-readable report of the run."""
     lines = [f"# {summary['task']}: {summary['model']}", ""]
@@ -163,10 +80,10 @@ def summary_markdown(summary: dict[str, Any], rows: list[dict[str, Any]], per_cl
               f"Best epoch by validation {summary['select_by']}: {summary['best_epoch']}", ""]
     for split in ("validation", "test"):
         if summary[split]:
-            lines += [f"## {split.capitalize()} (restored best checkpoint)", "", report.markdown_table([summary[split]]), ""]
+            lines += [f"## {split.capitalize()} (restored best checkpoint)", "", tables.markdown_table([summary[split]]), ""]
         if split in per_class:
-            lines += [f"Per class ({split}):", "", report.markdown_table(per_class[split]), ""]
-    lines += ["## Epochs", "", report.markdown_table(rows), ""]
+            lines += [f"Per class ({split}):", "", tables.markdown_table(per_class[split]), ""]
+    lines += ["## Epochs", "", tables.markdown_table(rows), ""]
     return "\n".join(lines)
 
 
@@ -200,13 +117,14 @@ def write_seed_summary(card: TaskCard, out: Path, per_seed: dict[int, dict[str, 
     table = [{"seed": seed, **{m: s["validation"][m] for m in SUMMARY_METRICS}} for seed, s in per_seed.items()]
     table.append({"seed": "mean ± std", **{m: f"{stats['validation'][m]['mean']:.4f} ± {stats['validation'][m]['std']:.4f}"
                                            for m in SUMMARY_METRICS}})
-    lines += ["## Validation (restored best checkpoint of each seed)", "", report.markdown_table(table), ""]
-    stage = report.staging_dir(out)
-    report.write_json(stage / "metrics.json", summary)
+    lines += ["## Validation (restored best checkpoint of each seed)", "", tables.markdown_table(table), ""]
+    stage = staging.staging_dir(out)
+    tables.write_json(stage / "metrics.json", summary)
     (stage / "summary.md").write_text("\n".join(lines), encoding="utf-8")
-    report.publish(stage, out)
+    staging.publish(stage, out)
     for m in SUMMARY_METRICS:
         log.info("validation %s over seeds %s: %.4f ± %.4f (per seed: %s)", m, list(per_seed),
                  stats["validation"][m]["mean"], stats["validation"][m]["std"],
                  ", ".join(f"{s['validation'][m]:.4f}" for s in per_seed.values()))
     return summary
+

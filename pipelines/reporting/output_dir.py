@@ -1,0 +1,103 @@
+"""The output directory of a run: model, resolved card, metrics, tables, plots, summaries."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import datasets
+import transformers
+import yaml
+from transformers import TrainingArguments
+
+import pipelines
+from pipelines.card.cards import TaskCard
+from pipelines.card.options import RunArgs
+from pipelines.data.columns import column
+from pipelines.data.loading import LoadedData
+from pipelines.evaluation import diagnostics
+from pipelines.modeling import loading as model
+from pipelines.reporting import plots, staging, tables
+from pipelines.reporting.summary import metrics_summary, summary_markdown
+from pipelines.training.loop import TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
+    """The default offline model knows English only; on other languages it cannot learn much."""
+    if run.model not in (None, "", model.DEFAULT_MODEL) or "en" in card.language:
+        return []
+    better = f"--model {card.recommended_model} --online" if card.recommended_model else "--model"
+    return [f"the default offline model is English and this card's language is {', '.join(card.language)} "
+            f"(pass {better})"]
+
+
+def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: LoadedData,
+                  feats: datasets.DatasetDict, result: TrainResult, params: dict[str, int]) -> dict[str, Any]:
+    """Stage every artefact, then move them into the output directory in one go."""
+    out = Path(args.output_dir)
+    stage = staging.staging_dir(out)
+    trainer = result.trainer
+    trainer.model.save_pretrained(stage)
+    trainer.processing_class.save_pretrained(stage)
+    header = f"# Resolved task card '{card.name}' (from {card.path}), saved by cardtune {pipelines.__version__}\n"
+    (stage / "task_card.yaml").write_text(
+        header + yaml.safe_dump(card.to_dict(), allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
+    rows = tables.epoch_rows(result.history)
+    tables.write_tables(rows, stage)
+    plots.plot_curves(rows, card.select_by, stage / "learning_curve.png")
+    per_class = {}
+    for split, preds in (("validation", result.validation), ("test", result.test)):
+        if preds is not None and preds.labels is not None:
+            plots.write_confusion(stage, split, diagnostics.confusion(preds.labels, preds.preds, len(card.labels)), card.labels)
+            per_class[split] = diagnostics.per_class(preds.labels, preds.preds, card.labels)
+            tables.write_per_class(stage, split, per_class[split])
+    if result.test is not None:
+        texts = {c: column(feats["test"], c) for c in card.text_columns}
+        tables.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs, result.test.labels)
+    alarm = diagnostics.degenerate(result.validation.preds, result.validation.metrics["mcc"], card.labels,
+                               column(feats["train"], "label"), _language_causes(card, run))
+    summary = metrics_summary(card, run, args, data, feats, result, rows, alarm, params)
+    tables.write_json(stage / "run_config.json", run_config(run, args, card))
+    (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")
+    tables.write_json(stage / "metrics.json", summary)
+    staging.publish(stage, out)
+    if not run.keep_checkpoints:
+        for ckpt in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    _log_summary(summary, out)
+    return summary
+
+
+def _log_summary(summary: dict[str, Any], out: Path) -> None:
+    log.info("validation (best checkpoint, epoch %s): %s", summary["best_epoch"], _fmt(summary["validation"]))
+    if summary["test"]:
+        log.info("test: %s", _fmt(summary["test"]))
+    if summary["alarm"]:
+        log.warning(summary["alarm"])
+    log.info("outputs written to %s", out)
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, float))
+
+
+def run_config(run: RunArgs, args: TrainingArguments, card: TaskCard) -> dict[str, Any]:
+    """The resolved configuration, enough to repeat the run (tokens never included)."""
+    training = {k: v for k, v in args.to_dict().items() if "token" not in k}
+    return {
+        "cardtune": pipelines.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "card": str(card.path),
+        "run": asdict(run),
+        "model_path": model.resolve(run.model),
+        "max_length": run.max_length or card.max_length,
+        "training_arguments": training,
+    }
+
