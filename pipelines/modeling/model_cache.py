@@ -1,0 +1,186 @@
+"""Prepared model folders in cardtune's cache: built once, checked on every reuse, rebuilt when damaged.
+
+Layout (`$CARDTUNE_CACHE`, else `~/.cache/cardtune`)::
+
+    models/<name>-<source version>/        a plain Hugging Face folder
+    models/<name>-<source version>/cardtune-manifest.json   size + sha256 of every other file
+    models/.<name>-<source version>.lock   flock'ed while checking or building
+    models/.<name>-<source version>.tmp-*  a build in progress (renamed into place when complete)
+
+A folder is built in a temporary sibling and renamed into place only after its manifest, written
+last, is on disk, so a folder without a manifest is always a partial or tampered one. Checks:
+the file list and sizes on every reuse (stat calls only), and the full sha256 once per process
+and folder (hashlib reads ~1.5 GB/s here: ~0.3 s for the 470 MB multilingual model, small next
+to loading it) and again whenever a file's size, mtime or inode changed since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "cardtune-manifest.json"
+MANIFEST_FORMAT = 1
+_HASH_CHUNK = 1 << 20
+
+# (folder, stat fingerprint) pairs whose sha256 this process has already checked
+_verified: set[tuple[str, tuple]] = set()
+
+
+def cache_root() -> Path:
+    """`$CARDTUNE_CACHE` if set, else `~/.cache/cardtune`."""
+    env = os.environ.get("CARDTUNE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cardtune"
+
+
+def models_dir() -> Path:
+    """Where prepared model folders live."""
+    return cache_root() / "models"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every regular file under `folder` except the manifest, sorted by relative path."""
+    out = [p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST]
+    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def write_manifest(folder: Path, recipe: str) -> dict:
+    """fsync every file, then write the manifest (sorted keys, no timestamps: same bytes every time)."""
+    files = {}
+    for path in _files(folder):
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())  # data on disk before the manifest vouches for it
+        files[path.relative_to(folder).as_posix()] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    manifest = {"format": MANIFEST_FORMAT, "recipe": recipe, "files": files}
+    target = folder / MANIFEST
+    with open(target, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return manifest
+
+
+def _fingerprint(folder: Path, names: list[str]) -> tuple:
+    stats = [(folder / n).stat() for n in names]
+    return tuple((n, s.st_size, s.st_mtime_ns, s.st_ino) for n, s in zip(names, stats))
+
+
+def check(folder: Path, recipe: str, full: bool | None = None) -> str | None:
+    """None if `folder` is complete and intact, else why not (one line).
+
+    `full`: True always hashes, False never, None (default) hashes once per process and
+    whenever a file's stat fingerprint changed.
+    """
+    if not folder.is_dir():
+        return "not prepared yet"
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        expected = {name: (int(info["bytes"]), str(info["sha256"])) for name, info in manifest["files"].items()}
+        old_recipe = manifest["recipe"]
+    except FileNotFoundError:
+        return "partial preparation (no manifest)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"unreadable manifest ({type(err).__name__})"
+    if old_recipe != recipe:
+        return f"prepared by another recipe ({old_recipe!r}, now {recipe!r})"
+    present = {p.relative_to(folder).as_posix(): p for p in _files(folder)}
+    if set(present) != set(expected):
+        missing, extra = sorted(set(expected) - set(present)), sorted(set(present) - set(expected))
+        return f"files differ from the manifest (missing {missing[:3]}, unexpected {extra[:3]})"
+    for name, (size, _) in expected.items():
+        if present[name].stat().st_size != size:
+            return f"{name} has {present[name].stat().st_size} bytes, the manifest says {size}"
+    key = (str(folder), _fingerprint(folder, sorted(expected)))
+    if full is False or (full is None and key in _verified):
+        return None
+    log.debug("checking the sha256 of every file in %s", folder)
+    for name, (_, digest) in sorted(expected.items()):
+        if sha256_file(present[name]) != digest:
+            return f"{name} does not match its sha256 in the manifest"
+    _verified.add(key)
+    return None
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, what: str) -> Iterator[None]:
+    """An exclusive flock on `lock_path`; says so when another process holds it."""
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process that is preparing %s", what)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _discard(path: Path) -> None:
+    """Move `path` aside first (frees the name at once), then delete it."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.trash-", dir=path.parent))
+    os.rename(path, trash / "old")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def prepare(key: str, recipe: str, build: Callable[[Path], None], root: Path | None = None) -> Path:
+    """The folder `models/<key>`, built by `build(empty_folder)` if absent, partial or damaged.
+
+    Safe across processes: the second one waits for the lock, then reuses the first's folder.
+    `recipe` names how the folder is made; a folder made by another recipe is rebuilt.
+    """
+    root = root or models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / key
+    with _locked(root / f".{key}.lock", key):
+        problem = check(target, recipe)
+        if problem is None:
+            return target
+        if target.exists() or target.is_symlink():
+            log.warning("cached model %s: %s; preparing it again", target, problem)
+            _discard(target)
+        for pattern in (f".{key}.tmp-*", f".{key}.trash-*"):  # left by a process that died midway
+            for stale in root.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
+        log.info("preparing %s in %s (once; later runs reuse it)", key, root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
+        try:
+            build(tmp)
+            manifest = write_manifest(tmp, recipe)
+            os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared between users
+            os.rename(tmp, target)
+            _fsync_dir(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        log.info("prepared %s: %d files, %.0f MB", target, len(manifest["files"]), size / 1e6)
+        _verified.add((str(target), _fingerprint(target, sorted(manifest["files"]))))
+    return target
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
