@@ -160,11 +160,27 @@ def push(upload: Upload, private: bool = False) -> str:
         api.create_repo(upload.repo_id, private=private or None, exist_ok=True)
         step = "upload to"
         info = api.create_commit(upload.repo_id, operations, commit_message=upload.message)
-    except Exception as err:  # noqa: BLE001 - every failure becomes one line, never a traceback
+    except Exception as err:  # every failure becomes one line (re-raised below), never a traceback
         log.debug("push failed", exc_info=True)
         raise _explain(err, upload.repo_id, api.endpoint, step) from None
     log.info("pushed %s", info.commit_url)
     return info.commit_url
+
+
+def publish(out_dir: str | Path, repo_id: str | None, private: bool = False,
+            dry_run: str | Path | None = None) -> list[str]:
+    """Push `out_dir` to `repo_id`, or with `dry_run` write the folder that would be uploaded there.
+
+    What both entry points publish with; returns what they print: the commit URL, or the dry run's files."""
+    repo_id = check_repo_id(repo_id)
+    if dry_run:
+        check_dry_run_dir(dry_run, out_dir)
+    upload = prepare(out_dir, repo_id)
+    if not dry_run:
+        return [push(upload, private)]
+    files = write_folder(upload, dry_run)
+    log.info("dry run: %d files for %s written to %s; nothing was uploaded", len(files), repo_id, dry_run)
+    return [str(path) for path in files]
 
 
 def _explain(err: Exception, repo_id: str, endpoint: str, step: str) -> HubError:

@@ -21,8 +21,9 @@ def configure_logging(level: int = logging.INFO) -> None:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
     # httpx2 is huggingface_hub's HTTP client: one INFO line per request otherwise.
-    for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "urllib3", "httpx", "httpx2", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    noisy = ("transformers", "datasets", "huggingface_hub", "accelerate", "urllib3", "httpx", "httpx2", "filelock")
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def set_offline(offline: bool, upload: bool = False) -> None:

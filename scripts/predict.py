@@ -1,7 +1,8 @@
 """Predict a CSV/TSV file with a model directory saved by scripts/run.py (or any saved classifier).
 
     python scripts/predict.py --model outputs/cola --input sentences.csv --output predictions.csv
-    python scripts/predict.py --model my_model --input dev.tsv --output dev_pred.tsv --text-column sentence --label-column label
+    python scripts/predict.py --model my_model --input dev.tsv --output dev_pred.tsv \\
+        --text-column sentence --label-column label
 
 Every input column is kept as it was, in the original row order; added: `predicted`,
 `predicted_prob`, `prob_<label>` per label (unless --no-probs) and `error`.
@@ -10,15 +11,13 @@ Every input column is kept as it was, in the original row order; added: `predict
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from scripts._common import configure_logging, fail, set_offline
 
-from scripts._common import configure_logging, fail, set_offline  # noqa: E402
-
-log = logging.getLogger("cardtune")
+if TYPE_CHECKING:  # the real import waits until the offline switches are set
+    from pipelines.prediction.stream import PredictSummary
 
 
 def _positive(text: str) -> int:
@@ -29,6 +28,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The predict command line."""
     p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="model directory (the --output-dir of scripts/run.py)")
     p.add_argument("--input", required=True, help="CSV/TSV file with a header row")
@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sep", help="input delimiter (default: tab for .tsv/.tab, comma otherwise; '\\t' for tab)")
     p.add_argument("--encoding", default="utf-8-sig", help="input encoding (default: UTF-8 with or without BOM)")
     p.add_argument("--batch-size", type=_positive, default=64, help="rows per forward pass (default 64)")
-    p.add_argument("--chunk-size", type=_positive, default=4096, help="rows read, sorted and written at a time (default 4096)")
-    p.add_argument("--max-length", type=_positive, help="token limit (default: the card's, else the model's, at most 512)")
+    p.add_argument("--chunk-size", type=_positive, default=4096,
+                   help="rows read, sorted and written at a time (default 4096)")
+    p.add_argument("--max-length", type=_positive,
+                   help="token limit (default: the card's, else the model's, at most 512)")
     p.add_argument("--no-probs", action="store_true", help="leave out the per-label probability columns")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the rows already written")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -49,14 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def report(summary) -> str:
+def report(summary: PredictSummary) -> str:
     """What the run did, for stdout."""
     t = summary.tally
     errors = "; ".join(f"{n} {why}" for why, n in sorted(t.errors.items())) or "none"
     lines = [
         f"wrote {summary.output}: {t.rows} rows, {t.predicted} predicted ({summary.rows_per_s:.0f} rows/s on "
         f"{summary.device}{f', resumed after row {summary.resumed_from}' if summary.resumed_from else ''})",
-        f"truncated at {summary.max_length} tokens: {t.truncated} rows; errors: {sum(t.errors.values())} rows ({errors})",
+        f"truncated at {summary.max_length} tokens: {t.truncated} rows; "
+        f"errors: {sum(t.errors.values())} rows ({errors})",
     ]
     if summary.metrics is not None:
         scored = sum(map(sum, t.confusion))
@@ -67,6 +70,7 @@ def report(summary) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Predict a CSV/TSV file with a saved model (`cardtune-predict`); returns the exit code."""
     args = build_parser().parse_args(argv)
     set_offline(True)  # a saved model directory never needs the network
     configure_logging()

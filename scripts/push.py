@@ -10,18 +10,13 @@ line. --hub-dry-run writes the exact folder that would be uploaded and lists it;
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from scripts._common import configure_logging, fail, token_flag, token_flag_error  # noqa: E402
-
-log = logging.getLogger("cardtune")
+from scripts._common import configure_logging, fail, token_flag, token_flag_error
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The push command line."""
     parser = argparse.ArgumentParser(prog="push.py", description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("output_dir", help="The --output-dir of a finished run (it is only read).")
     parser.add_argument("--hub-model-id", "--hub_model_id", help="The Hub repository, USER/NAME (created if missing).")
@@ -32,26 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def publish(output_dir: str, repo_id: str | None, private: bool = False, dry_run: str | None = None) -> None:
-    """Push `output_dir` (or write the dry-run folder) and print the commit URL (or the files)."""
-    from pipelines import hub
-
-    repo_id = hub.check_repo_id(repo_id)
-    if dry_run:
-        hub.check_dry_run_dir(dry_run, output_dir)
-    upload = hub.prepare(output_dir, repo_id)
-    if dry_run:
-        files = hub.write_folder(upload, dry_run)
-        log.info("dry run: %d files for %s written to %s; nothing was uploaded", len(files), repo_id, dry_run)
-        print("\n".join(str(path) for path in files))
-        return
-    print(hub.push(upload, private))
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Publish a finished output directory (`cardtune-push`); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Pushing is an explicit request for the network: unlike run.py, no offline switch is set here.
     configure_logging()
+    from pipelines import hub
     from pipelines.errors import CardtuneError
 
     flag = token_flag(argv)
@@ -62,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse already printed usage and the error
         return int(exit_.code or 0)
     try:
-        publish(args.output_dir, args.hub_model_id, args.hub_private, args.hub_dry_run)
+        print("\n".join(hub.publish(args.output_dir, args.hub_model_id, args.hub_private, args.hub_dry_run)))
         return 0
     except CardtuneError as err:
         return fail(err)

@@ -14,11 +14,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from scripts._common import configure_logging, fail, set_offline, token_flag, token_flag_error
 
-from scripts._common import configure_logging, fail, set_offline, token_flag, token_flag_error  # noqa: E402
+if TYPE_CHECKING:  # the real imports wait until the offline switches are set
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from pipelines.card.cards import TaskCard
+    from pipelines.card.options import RunArgs
 
 log = logging.getLogger("cardtune")
 
@@ -34,33 +38,39 @@ def list_tasks() -> str:
     return "\n".join(lines)
 
 
-def build_parser(card=None):
+def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
     """HfArgumentParser over RunArgs + TrainingArguments, with the card's defaults applied."""
     from transformers import HfArgumentParser, TrainingArguments
 
     from pipelines.card.options import RunArgs
-    from pipelines.training.arguments import base_defaults
+    from pipelines.training.arguments import card_settings
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
     # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
     parser.add_argument("--hub-private", "--hub_private", dest="hub_private_repo", action="store_const", const=True,
                         default=argparse.SUPPRESS, help="Create the Hub repository private (--push-to-hub).")
     if card is not None:
-        defaults = {**base_defaults(card), **card.defaults}
+        defaults = card_settings(card)
         defaults["disable_tqdm"] = not sys.stderr.isatty()
         parser.set_defaults(**defaults)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def early_flags(argv: list[str]) -> argparse.Namespace:
+    """The flags needed before the card is loaded and any Hugging Face library is imported."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task")
     pre.add_argument("--list-tasks", "--list_tasks", action="store_true")
     pre.add_argument("--online", action="store_true")
     pre.add_argument("--push-to-hub", "--push_to_hub", nargs="?", const="true", default="false")
     pre.add_argument("--hub-dry-run", "--hub_dry_run")
-    known, _ = pre.parse_known_args(argv)
+    return pre.parse_known_args(argv)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train on a task card (`cardtune-train`); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known = early_flags(argv)
     uploads = known.push_to_hub.lower() in ("true", "yes", "1", "y", "t") and not known.hub_dry_run
     set_offline(not known.online, upload=uploads)  # before any Hugging Face import: they read it once
     configure_logging()
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(err)
 
 
-def hub_request(run_args, training_args) -> tuple[str, bool, str | None] | None:
+def hub_request(run_args: RunArgs, training_args: TrainingArguments) -> tuple[str, bool, str | None] | None:
     """(repo id, private, dry-run folder) when the run ends with a push or a dry run; checked before
     training so that nobody waits an hour to learn that the repository id or the token is missing."""
     from pipelines import hub
@@ -129,11 +139,11 @@ def hub_request(run_args, training_args) -> tuple[str, bool, str | None] | None:
 
 def publish_outputs(output_dir: str, repo_id: str, private: bool, dry_run: str | None) -> None:
     """Push the finished outputs; a failure keeps them and says how to retry without retraining."""
+    from pipelines import hub
     from pipelines.errors import HubError
-    from scripts.push import publish
 
     try:
-        publish(output_dir, repo_id, private, dry_run)
+        print("\n".join(hub.publish(output_dir, repo_id, private, dry_run)))
     except HubError as err:
         retry = f"python scripts/push.py {output_dir} --hub-model-id {repo_id}" + (" --hub-private" if private else "")
         retry += f" --hub-dry-run {dry_run}" if dry_run else ""

@@ -6,21 +6,19 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-import tempfile  # noqa: E402
+import tempfile
 
 os.environ["CARDTUNE_CACHE"] = tempfile.mkdtemp(prefix="cardtune-test-cache-")  # never the user's cache
 
-import json  # noqa: E402
-import string  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import string
+from pathlib import Path
 
-import pytest  # noqa: E402
-import yaml  # noqa: E402
+import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 
 WORDS = (
     "the a an cat dog bird sat ran flew on in under mat tree house is was are were good bad great "

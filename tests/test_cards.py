@@ -1,8 +1,12 @@
+import dataclasses
+
 import pytest
-from conftest import write_card
+from conftest import ROOT, write_card
 
 from pipelines.card.cards import load_card, resolve_card_path, shipped_cards
+from pipelines.card.keys import markdown_table
 from pipelines.errors import CardError
+from pipelines.evaluation.metrics import METRICS
 
 EXPECTED_CARDS = {"cola", "sst2", "imdb", "snli", "mnli", "klue_nli", "nsmc", "ko_emotion"}
 
@@ -37,12 +41,12 @@ def test_shipped_card_defaults_build_run_and_training_arguments(tmp_path):
 def test_tutorial_specifics():
     assert load_card("klue_nli").is_pair and load_card("snli").is_pair and load_card("mnli").is_pair
     assert load_card("snli").drop_labels == ("-1", "-")
-    assert load_card("mnli").dataset["hub"]["splits"]["validation"] == "validation_matched"
+    assert load_card("mnli").dataset.hub.splits["validation"] == "validation_matched"
     emotion = load_card("ko_emotion")
-    assert len(emotion.labels) == 6 and emotion.dataset["local"]["format"] == "xlsx"
+    assert len(emotion.labels) == 6 and emotion.dataset.local.format == "xlsx"
     assert ("join", {"columns": ["사람문장1", "사람문장2"], "into": "text"}) in emotion.preprocess
     assert emotion.defaults["lr_scheduler_type"] == "cosine"
-    assert load_card("imdb").split == {"test": 0.2, "validation": 0.3, "stratify": True, "seed": 42}
+    assert dataclasses.asdict(load_card("imdb").split) == {"test": 0.2, "validation": 0.3, "stratify": True, "seed": 42}
 
 
 def test_unknown_task_suggests_the_close_name():
@@ -72,9 +76,11 @@ def test_all_problems_reported_at_once_with_did_you_mean(tmp_path):
     assert msg.startswith(f"{path}: 5 problem(s): ")
     assert "labelz: unknown key (did you mean `labels`?)" in msg
     assert "max_length: expected an integer from 8 to 8192, got the string 'long'" in msg
-    assert "select_by: expected one of ['accuracy', 'mcc', 'f1'], got the string 'mmc' (did you mean `mcc`?)" in msg
-    assert "defaults.learning_rate: expected a number, got the string '2e-5' (YAML reads 2e-5 as a string: write it as 2e-05)" in msg
-    assert "defaults.num_train_epoch: not a TrainingArguments key or cardtune option (did you mean `num_train_epochs`?)" in msg
+    assert f"select_by: expected one of {list(METRICS)}, got the string 'mmc' (did you mean `mcc`?)" in msg
+    assert ("defaults.learning_rate: expected a number, got the string '2e-5' "
+            "(YAML reads 2e-5 as a string: write it as 2e-05)") in msg
+    assert ("defaults.num_train_epoch: not a TrainingArguments key or cardtune option "
+            "(did you mean `num_train_epochs`?)") in msg
 
 
 def test_missing_required_keys_and_labels_duplicates(tmp_path):
@@ -89,7 +95,8 @@ def test_missing_required_keys_and_labels_duplicates(tmp_path):
 
 
 def test_preprocess_steps_are_checked_by_name_and_arguments(tmp_path):
-    path = write_card(tmp_path, preprocess=["strp", {"join": {"columns": ["a"], "sep": " "}}, {"strip": {"colums": ["a"]}}])
+    steps = ["strp", {"join": {"columns": ["a"], "sep": " "}}, {"strip": {"colums": ["a"]}}]
+    path = write_card(tmp_path, preprocess=steps)
     with pytest.raises(CardError) as info:
         load_card(str(path))
     msg = str(info.value)
@@ -121,3 +128,22 @@ def test_resolved_card_round_trips(tmp_path):
     assert again.name == "ko_emotion"
     assert again.to_dict() == card.to_dict()
     assert again.sample_path == card.sample_path
+
+
+def test_a_value_set_at_the_top_and_in_defaults_is_an_error(tmp_path):
+    path = write_card(tmp_path, max_length=32, defaults={"max_length": 64, "learning_rate": 1.0e-3})
+    with pytest.raises(CardError) as info:
+        load_card(str(path))
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: 1 problem(s): ")
+    assert "defaults.max_length: already set at the top level of the card (max_length: 32); keep one" in msg
+    # Once is fine, in either place.
+    once = write_card(tmp_path, max_length=None, defaults={"max_length": 64})
+    assert load_card(str(once)).defaults["max_length"] == 64
+
+
+def test_readme_key_table_is_the_one_generated_from_the_declarations():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Writing a card", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    assert table == markdown_table(), "README's key table is stale: paste pipelines.card.keys.markdown_table() there"

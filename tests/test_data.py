@@ -169,11 +169,12 @@ def test_snli_sample_drops_unlabelled_rows():
 def test_ko_emotion_reads_excel_with_korean_columns(tmp_path):
     card = load_card("ko_emotion")
     rows = [
-        {"연령": "청년", "감정_대분류": label, "사람문장1": f"오늘 회사에서 일이 있었어 {i}", "사람문장2": f"정말 그랬어 {i}"}
+        {"연령": "청년", "감정_대분류": label,
+         "사람문장1": f"오늘 회사에서 일이 있었어 {i}", "사람문장2": f"정말 그랬어 {i}"}
         for i, label in enumerate(["분노", "슬픔 ", "불안", "상처", "당황", "기쁨"] * 4)
     ]
     frame = pd.DataFrame(rows)
-    for name in card.dataset["local"]["files"].values():
+    for name in card.dataset.local.files.values():
         frame.to_excel(tmp_path / name, index=False)
     dsd = load_splits(card, tmp_path).splits
     assert dsd["train"][1]["text"] == "오늘 회사에서 일이 있었어 1 정말 그랬어 1"

@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, read_json
+
+pytestmark = pytest.mark.slow  # each test starts accelerate's launcher and real processes
 
 
 def _launch(toy_task, tiny_model, out, *launcher):

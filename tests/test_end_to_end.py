@@ -9,7 +9,7 @@ from conftest import SHARED_DATA
 from scripts.run import main
 
 COLA = SHARED_DATA / "cola_public" / "raw"
-pytestmark = pytest.mark.skipif(not COLA.is_dir(), reason="../shared/data/cola_public not present")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not COLA.is_dir(), reason="../shared/data/cola_public not present")]
 
 
 def _slice(src, dst, n):

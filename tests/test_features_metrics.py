@@ -71,12 +71,29 @@ def test_multiclass_f1_is_macro_and_constant_predictions_give_zero_mcc():
     assert metrics.compute([0, 1, 1, 0], [1, 1, 1, 1], num_labels=2)["mcc"] == 0.0
 
 
+def test_balanced_accuracy_is_the_mean_recall_over_classes():
+    from sklearn.metrics import balanced_accuracy_score
+
+    labels, preds = [0, 0, 0, 1], [0, 0, 1, 1]
+    assert metrics.compute(labels, preds, 2, ["balanced_accuracy"]) == {"balanced_accuracy": pytest.approx(5 / 6)}
+    labels, preds = [0, 1, 2, 2, 1, 0, 2], [0, 2, 2, 1, 1, 1, 2]
+    assert metrics.balanced_accuracy(np.array(labels), np.array(preds), 3) == pytest.approx(
+        balanced_accuracy_score(labels, preds))
+
+
+def test_compute_follows_the_names_and_their_order():
+    out = metrics.compute([0, 1, 1, 0], [0, 1, 0, 0], 2, ["f1", "balanced_accuracy", "accuracy"])
+    assert list(out) == ["f1", "balanced_accuracy", "accuracy"]
+    assert list(metrics.compute([0, 1], [0, 1], 2)) == list(metrics.DEFAULT_METRICS)
+
+
 def test_compute_metrics_for_trainer_uses_argmax_of_logits():
     from transformers import EvalPrediction
 
     fn = metrics.for_labels(2)
     pred = EvalPrediction(predictions=np.array([[2.0, -1.0], [0.1, 0.3]]), label_ids=np.array([0, 0]))
     assert fn(pred)["accuracy"] == 0.5
+    assert metrics.for_labels(2, ["mcc"])(pred) == {"mcc": 0.0}
     assert metrics.softmax(np.array([[1000.0, 1000.0]])).tolist() == [[0.5, 0.5]]
 
 
@@ -94,3 +111,11 @@ def test_chance_alarm_names_a_model_of_another_language_first():
     assert alarm.startswith("DEGENERATE RUN: validation MCC is 0.010")
     assert "Likely causes: the default offline model is English" in alarm
     assert diagnostics.degenerate([0, 1, 2, 0], 0.5, ["e", "n", "c"], [0, 1, 2], causes) is None
+
+
+def test_validation_alarm_computes_mcc_itself():
+    """The alarm needs MCC even when the card does not list it."""
+    names, train = ["neg", "pos"], [0, 1, 0, 1]
+    assert "predicts 'neg' for every" in diagnostics.validation_alarm([0, 1, 0, 1], [0, 0, 0, 0], names, train)
+    assert "MCC is 0.000" in diagnostics.validation_alarm([0, 1, 0, 1], [0, 0, 1, 1], names, train)
+    assert diagnostics.validation_alarm([0, 1, 0, 1], [0, 1, 0, 1], names, train) is None

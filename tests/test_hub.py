@@ -100,6 +100,7 @@ def assert_no_token(*texts):
     assert all(TOKEN not in text for text in texts)
 
 
+@pytest.mark.slow
 def test_run_push_to_hub_uploads_the_best_model_once(pushed_run):
     out, hub, printed = pushed_run
     repo = hub.repos[REPO]
@@ -116,6 +117,7 @@ def test_run_push_to_hub_uploads_the_best_model_once(pushed_run):
     assert_no_token(*(r.body.decode("utf-8", "replace") for r in hub.requests))
 
 
+@pytest.mark.slow
 def test_dry_run_is_the_upload_with_a_parseable_card(pushed_run, dry_run):
     from huggingface_hub import ModelCard
 
@@ -134,6 +136,7 @@ def test_dry_run_is_the_upload_with_a_parseable_card(pushed_run, dry_run):
     assert "| learning rate | 0.001 |" in body and "| seed | 42 |" in body and "| max_length (tokens) | 32 |" in body
 
 
+@pytest.mark.slow
 def test_usage_snippet_runs_on_the_uploaded_files(dry_run):
     code = re.search(r"```python\n(.*?)```", (dry_run / "README.md").read_text(encoding="utf-8"), re.S).group(1)
     assert f'pipeline("text-classification", model="{REPO}")' in code
@@ -143,6 +146,7 @@ def test_usage_snippet_runs_on_the_uploaded_files(dry_run):
     assert eval(printed.getvalue())[0]["label"] in ("neg", "pos")
 
 
+@pytest.mark.slow
 def test_push_script_dry_run_needs_no_token_and_lists_its_files(pushed_run, dry_run, tmp_path, monkeypatch, capsys):
     from huggingface_hub import constants
 
@@ -161,6 +165,7 @@ def test_push_script_dry_run_needs_no_token_and_lists_its_files(pushed_run, dry_
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_push_script_in_a_fresh_process(pushed_run, tmp_path):
     out, first_hub, _ = pushed_run
     before, hub = snapshot(out), FakeHub().start()
@@ -183,6 +188,7 @@ def test_push_script_in_a_fresh_process(pushed_run, tmp_path):
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_failed_push_at_the_end_keeps_outputs_and_push_script_retries(hub_env, toy_task, tiny_model, tmp_path, capsys):
     card, data = toy_task
     out = tmp_path / "out"
@@ -208,6 +214,7 @@ def _dead_endpoint():
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failure, message", [
     ("no token", "no Hugging Face token found: run `hf auth login` or set HF_TOKEN"),
     (401, f"rejected the token (401) for {REPO}: run `hf auth login` again or set a valid HF_TOKEN"),
@@ -233,6 +240,7 @@ def test_push_failures_are_one_line(failure, message, pushed_run, hub_env, monke
         assert hub_env.requests == []  # checked before any network use
 
 
+@pytest.mark.slow
 def test_bad_output_dirs_and_repo_ids_are_one_line(pushed_run, tmp_path, capsys):
     out = pushed_run[0]
     unfinished, partial = tmp_path / "unfinished", tmp_path / "partial"
@@ -253,6 +261,7 @@ def test_bad_output_dirs_and_repo_ids_are_one_line(pushed_run, tmp_path, capsys)
         assert message in error_line(capsys.readouterr()), argv
 
 
+@pytest.mark.slow
 def test_tokens_on_the_command_line_are_refused(pushed_run, capsys):
     for main, argv in ((push_script.main, [str(pushed_run[0]), "--hub-model-id", REPO, "--hub-token", TOKEN]),
                        (run_script.main, ["--task", "cola", "--push-to-hub", f"--hub_token={TOKEN}"]),

@@ -62,3 +62,15 @@ def test_sample_data_card_is_loud_and_claims_no_dataset():
     assert [r["dataset"]["type"] for r in results] == ["mnli"]  # not filed under nyu-mll/glue
     assert "NOT the real data" in results[0]["dataset"]["name"]
     assert body.lstrip().startswith("# nli-model\n\n> **WARNING: trained on the bundled SAMPLE, not the real data.**")
+
+
+def test_every_registered_metric_is_filed_under_its_hub_type_and_name():
+    """A card that lists balanced_accuracy gets it in the model-index and the results table."""
+    run = made_up_run("hub", select_by="balanced_accuracy",
+                      validation={"loss": 0.5, "balanced_accuracy": 0.75, "accuracy": 0.8})
+    meta, body = split_card(render(run, REPO))
+    metrics = meta["model-index"][0]["results"][0]["metrics"]
+    assert [(m["type"], m["name"], m["value"]) for m in metrics] == [
+        ("loss", "Loss", 0.5), ("balanced_accuracy", "Balanced accuracy", 0.75), ("accuracy", "Accuracy", 0.8)]
+    assert "| split | loss | balanced_accuracy | accuracy |" in body
+    assert "best validation `balanced_accuracy`" in body

@@ -205,7 +205,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(carded_model, tmp_path
 def test_undecodable_bytes_name_the_encoding(carded_model, tmp_path, capsys):
     source = tmp_path / "latin1.csv"
     filler = "x" * 200  # a bad byte past pandas' first 256 KiB read: it surfaces mid-run, after chunk 2
-    source.write_bytes("text,filler\n".encode() + "".join(f"good movie {i},{filler}\n" for i in range(2000)).encode()
+    source.write_bytes(b"text,filler\n" + "".join(f"good movie {i},{filler}\n" for i in range(2000)).encode()
                        + "un café,z\n".encode("latin-1"))
     out = tmp_path / "out.csv"
     base = ["--model", str(carded_model), "--input", str(source), "--output", str(out), "--chunk-size", "512"]

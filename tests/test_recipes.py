@@ -24,7 +24,7 @@ def setup(toy_task, tiny_model, tmp_path):
     feats = features.tokenize(load_splits(card, data).splits, tok, card)
 
     def args(**kw):
-        values = {**arguments.base_defaults(card), **card.defaults, "output_dir": str(tmp_path / "o"),
+        values = {**arguments.card_settings(card), "output_dir": str(tmp_path / "o"),
                   "disable_tqdm": True, "save_strategy": "no", "load_best_model_at_end": False, **kw}
         return TrainingArguments(**values)
 

@@ -9,6 +9,8 @@ from safetensors.torch import load_file
 
 from scripts.run import main
 
+pytestmark = pytest.mark.slow  # full training runs through scripts/run.py
+
 LEARNS = ["--learning_rate", "1e-2", "--per_device_train_batch_size", "8"]
 
 

@@ -25,3 +25,23 @@ def test_ci_runs_the_readme_test_command():
     test_command = tests.split("&&")[-1].strip()
     assert test_command in ci.splitlines()
     assert ci.index("pip install --quiet torch==2.13.0") < ci.index('pip install --quiet -e ".[dev]"')
+
+
+def test_ci_lints_before_testing():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.index("ruff check .") < ci.index("python -m pytest")
+
+
+def test_architecture_doc_names_every_module():
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    modules = [p.relative_to(ROOT / "pipelines").as_posix() for p in (ROOT / "pipelines").rglob("*.py")]
+    missing = [m for m in modules if not m.endswith("__init__.py") and f"`{m}`" not in doc]
+    assert not missing, f"docs/ARCHITECTURE.md lacks a line for {missing}"
+    assert "(docs/ARCHITECTURE.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_no_code_edits_sys_path():
+    # The package is installed (pip install -e .), so scripts, benchmarks and tests import it as users do.
+    files = [p for folder in ("pipelines", "scripts", "benchmarks", "tests") for p in (ROOT / folder).rglob("*.py")]
+    edit = re.compile(r"sys\.path\.(insert|append)\(")
+    assert not [p.name for p in files if edit.search(p.read_text(encoding="utf-8"))]

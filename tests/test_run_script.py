@@ -15,6 +15,7 @@ def _run(card, data, model, out, *extra):
     return main(argv + list(extra))
 
 
+@pytest.mark.slow
 def test_toy_run_writes_every_output(toy_task, tiny_model, tmp_path):
     card, data = toy_task
     out = tmp_path / "out"
@@ -40,6 +41,7 @@ def test_toy_run_writes_every_output(toy_task, tiny_model, tmp_path):
     assert yaml.safe_load((out / "task_card.yaml").read_text(encoding="utf-8"))["labels"] == ["neg", "pos"]
 
 
+@pytest.mark.slow
 def test_precedence_library_card_cli(toy_task, tiny_model, tmp_path):
     card, data = toy_task
     out = tmp_path / "out"
@@ -52,6 +54,7 @@ def test_precedence_library_card_cli(toy_task, tiny_model, tmp_path):
     assert args["eval_strategy"] == "epoch" and args["train_sampling_strategy"] == "group_by_length"
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(toy_task, tiny_model, tmp_path):
     card, data = toy_task
     results = []
@@ -61,6 +64,7 @@ def test_same_seed_same_result(toy_task, tiny_model, tmp_path):
     assert results[0] == results[1]
 
 
+@pytest.mark.slow
 def test_test_split_gets_predictions_in_input_order(toy_task, tiny_model, tmp_path):
     card, data = toy_task
     import shutil
@@ -83,6 +87,7 @@ def test_test_split_gets_predictions_in_input_order(toy_task, tiny_model, tmp_pa
     assert summary["test"]["accuracy"] == pytest.approx(accuracy)
 
 
+@pytest.mark.slow
 def test_sample_fallback_is_loud_in_log_and_outputs(tiny_model, tmp_path, caplog):
     out = tmp_path / "out"
     with caplog.at_level("WARNING"):

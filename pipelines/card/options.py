@@ -8,7 +8,11 @@ TrainingArguments default < cardtune default < card `defaults` < command line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import Enum
+from typing import Any, Literal
+
+from pipelines.modeling.freezing import STRATEGIES
+from pipelines.modeling.heads import HEADS
 
 # Options that describe where a run reads/writes or what it may download: command line only.
 NOT_IN_CARD = frozenset(
@@ -18,6 +22,20 @@ NOT_IN_CARD = frozenset(
 
 def _opt(default, help_text: str):
     return field(default=default, metadata={"help": help_text})
+
+
+# The choices of --head and --freeze come from their registries. A str Enum, because HfArgumentParser
+# turns it into argparse choices (parsed values stay plain strings) and card checks accept its values.
+def _names(name: str, registry: dict[str, Any]) -> type[Enum]:
+    return Enum(name, {key: key for key in registry}, type=str)
+
+
+def _choices_help(registry: dict[str, Any]) -> str:
+    return ", ".join(f"{key} ({entry.help})" for key, entry in registry.items()) + "."
+
+
+HeadName = _names("HeadName", HEADS)
+FreezeName = _names("FreezeName", STRATEGIES)
 
 
 @dataclass
@@ -31,7 +49,8 @@ class RunArgs:
     online: bool = _opt(False, "Allow downloading models and Hub datasets (off by default).")
     max_length: int | None = _opt(None, "Token limit per example (default: the card's).")
     keep_checkpoints: bool = _opt(False, "Keep checkpoint-* folders after a successful run.")
-    hub_dry_run: str | None = _opt(None, "With --hub-model-id: write the folder a push would upload here, upload nothing.")
+    hub_dry_run: str | None = _opt(
+        None, "With --hub-model-id: write the folder a push would upload here, upload nothing.")
     # Speed switches: all on by default, each can be turned off to compare or to debug.
     pad_to_max_length: bool = _opt(False, "Pad every example to max_length instead of per batch (slow).")
     sort_eval: bool = _opt(True, "Evaluate/predict in length-sorted batches (less padding).")
@@ -39,14 +58,10 @@ class RunArgs:
     threads: int | None = _opt(None, "CPU threads per process (default: available cores / local processes).")
     attn_implementation: Literal["sdpa", "eager"] = _opt("sdpa", "Attention kernel: sdpa (fused) or eager.")
     # Fine-tuning recipes (defaults keep the plain recipe: linear head, nothing frozen).
-    head: Literal["linear", "mlp", "mean"] = _opt(
-        "linear", "Classifier head: linear on the pooled [CLS] (loads in transformers.pipeline), "
-        "mlp (hidden layer + output), or mean (masked mean pooling over tokens).")
+    head: HeadName = _opt("linear", "Classifier head: " + _choices_help(HEADS))
     head_hidden: int | None = _opt(None, "Hidden size of the mlp head (default: the encoder's).")
     classifier_dropout: float | None = _opt(None, "Dropout before the head (default: the model config's).")
-    freeze: Literal["none", "encoder", "all_but_pooler", "all_but_last"] = _opt(
-        "none", "Freeze: nothing, the whole encoder (head only), all but the pooler, or all but the "
-        "pooler and the last --trainable-layers blocks.")
+    freeze: FreezeName = _opt("none", "What to freeze: " + _choices_help(STRATEGIES))
     trainable_layers: int = _opt(1, "With --freeze all_but_last: how many top encoder blocks train.")
     layerwise_lr_decay: float = _opt(1.0, "Learning rate x decay**depth from the top block down (1.0: off).")
     class_weights: str | None = _opt(None, "Loss weights per class: 'balanced' or a list like '1.0,3.0'.")

@@ -1,27 +1,38 @@
-"""A small declarative validator for task cards: every problem is collected, none raised early.
+"""A small declarative validator: card keys are dataclass fields, every problem is collected.
 
-A schema is a dict `key -> Field`. Checkers take `(value, path, problems)` and return the
-cleaned value; they append `"path: message"` to `problems` instead of raising, so a card with
-five mistakes gets five lines of advice in one go.
+A key is declared once, with `key(checker, doc, default)`; its checker, help text and default
+live in the field's metadata, and the validator (`section`), `to_plain` and the README's key
+table all read them from there. Checkers take `(value, path, problems)` and return the cleaned
+value; they append `"path: message"` to `problems` instead of raising, so a card with five
+mistakes gets five lines of advice in one go.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import types
-from dataclasses import dataclass
-from typing import Any, Callable, Literal, Union, get_args, get_origin
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, Union, get_args, get_origin
 
 Checker = Callable[[Any, str, list], Any]
 REQUIRED = object()
 
 
-@dataclass(frozen=True)
-class Field:
-    check: Checker
-    default: Any = None  # REQUIRED for mandatory keys
-    doc: str = ""
+def key(check: Checker, doc: str, default: Any = REQUIRED, *, name: str | None = None) -> Any:
+    """A card key as a dataclass field; `name` is its YAML spelling when it differs from the attribute."""
+    meta = {"check": check, "doc": doc, "default": default, "key": name}
+    if default is REQUIRED:
+        return dataclasses.field(metadata=meta)
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def keys_of(cls: type) -> dict[str, dataclasses.Field]:
+    """YAML key -> field, for the fields of `cls` declared with `key()`."""
+    return {f.metadata["key"] or f.name: f for f in dataclasses.fields(cls) if "check" in f.metadata}
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -30,35 +41,74 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean `{close[0]}`?)" if close else ""
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
-def section(schema: dict[str, Field]) -> Checker:
-    """Check a mapping against `schema`; unknown keys and missing required keys are problems."""
+def check_keys(cls: type, value: Any, path: str, problems: list) -> dict[str, Any] | None:
+    """Attribute -> cleaned value for a mapping checked against `cls`'s keys (None if not a mapping).
 
-    def check(value: Any, path: str, problems: list) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            problems.append(f"{path or 'card'}: expected a mapping of keys, got {_show(value)}")
-            return None
-        out: dict[str, Any] = {}
-        for key in value:
-            if key not in schema:
-                hint = did_you_mean(str(key), list(schema))
-                problems.append(f"{_join(path, str(key))}: unknown key{hint}")
-        for key, field in schema.items():
-            if key in value and value[key] is not None:
-                out[key] = field.check(value[key], _join(path, key), problems)
-            elif field.default is REQUIRED:
-                problems.append(f"{_join(path, key)}: missing (required)")
-            else:
-                out[key] = field.default
-        return out
+    Unknown keys and missing required keys are problems; an absent or null key takes its default.
+    """
+    if not isinstance(value, dict):
+        problems.append(f"{path or 'card'}: expected a mapping of keys, got {show(value)}")
+        return None
+    fields = keys_of(cls)
+    for name in value:
+        if name not in fields:
+            problems.append(f"{_join(path, str(name))}: unknown key{did_you_mean(str(name), list(fields))}")
+    out: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in value and value[name] is not None:
+            out[f.name] = f.metadata["check"](value[name], _join(path, name), problems)
+        elif f.metadata["default"] is REQUIRED:
+            problems.append(f"{_join(path, name)}: missing (required)")
+            out[f.name] = None
+        else:
+            default = f.metadata["default"]
+            out[f.name] = dict(default) if isinstance(default, dict) else default
+    return out
 
+
+def section(cls: type) -> Checker:
+    """A checker for a nested mapping that builds a `cls` instance."""
+
+    def check(value: Any, path: str, problems: list) -> Any:
+        values = check_keys(cls, value, path, problems)
+        return None if values is None else cls(**values)
+
+    check.section = cls  # type: ignore[attr-defined]  # read by `doc_rows`
     return check
 
 
-def _show(value: Any) -> str:
+def to_plain(obj: Any) -> Any:
+    """A declared dataclass as YAML-able data under its YAML keys; None values are left out."""
+    if dataclasses.is_dataclass(obj):
+        items = ((name, getattr(obj, f.name)) for name, f in keys_of(type(obj)).items())
+        return {name: to_plain(v) for name, v in items if v is not None}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def doc_rows(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:
+    """(dotted key, field) for every key of `cls`, each section followed by its own keys."""
+    for name, f in keys_of(cls).items():
+        yield _join(prefix, name), f
+        nested = getattr(f.metadata["check"], "section", None)
+        if nested is not None:
+            yield from doc_rows(nested, _join(prefix, name))
+
+
+def options(check: Checker) -> tuple[str, ...]:
+    """The allowed values of a `choice` checker (or of a list of them), else ()."""
+    return tuple(getattr(check, "options", tuple)())
+
+
+def show(value: Any) -> str:
+    """How a bad value is quoted in a problem line."""
     if isinstance(value, str):
         return f"the string {value!r}"
     return f"{type(value).__name__} {value!r}"
@@ -67,14 +117,14 @@ def _show(value: Any) -> str:
 def string(value: Any, path: str, problems: list) -> str | None:
     if isinstance(value, str) and value.strip():
         return value
-    problems.append(f"{path}: expected a non-empty string, got {_show(value)}")
+    problems.append(f"{path}: expected a non-empty string, got {show(value)}")
     return None
 
 
 def boolean(value: Any, path: str, problems: list) -> bool | None:
     if isinstance(value, bool):
         return value
-    problems.append(f"{path}: expected true or false, got {_show(value)}")
+    problems.append(f"{path}: expected true or false, got {show(value)}")
     return None
 
 
@@ -82,7 +132,7 @@ def integer(lo: int, hi: int) -> Checker:
     def check(value: Any, path: str, problems: list) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
             return value
-        problems.append(f"{path}: expected an integer from {lo} to {hi}, got {_show(value)}")
+        problems.append(f"{path}: expected an integer from {lo} to {hi}, got {show(value)}")
         return None
 
     return check
@@ -91,18 +141,27 @@ def integer(lo: int, hi: int) -> Checker:
 def ratio(value: Any, path: str, problems: list) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1:
         return float(value)
-    problems.append(f"{path}: expected a fraction from 0 to 1 (e.g. 0.1), got {_show(value)}")
+    problems.append(f"{path}: expected a fraction from 0 to 1 (e.g. 0.1), got {show(value)}")
     return None
 
 
-def choice(*options: str) -> Checker:
+def choice(*names: str) -> Checker:
+    """One of `names`."""
+    return choice_of(lambda: names)
+
+
+def choice_of(names: Callable[[], tuple[str, ...]]) -> Checker:
+    """One of `names()`, read at check time so a registry with heavy imports can supply them."""
+
     def check(value: Any, path: str, problems: list) -> str | None:
-        if value in options:
+        allowed = tuple(names())
+        if value in allowed:
             return value
-        hint = did_you_mean(str(value), options)
-        problems.append(f"{path}: expected one of {list(options)}, got {_show(value)}{hint}")
+        hint = did_you_mean(str(value), allowed)
+        problems.append(f"{path}: expected one of {list(allowed)}, got {show(value)}{hint}")
         return None
 
+    check.options = names  # type: ignore[attr-defined]  # read by `options`
     return check
 
 
@@ -110,7 +169,7 @@ def scalar(value: Any, path: str, problems: list) -> str | None:
     """A raw data value (label values, dropped values), normalized to its string form."""
     if isinstance(value, (str, int, float, bool)):
         return raw_key(value)
-    problems.append(f"{path}: expected a plain value, got {_show(value)}")
+    problems.append(f"{path}: expected a plain value, got {show(value)}")
     return None
 
 
@@ -127,7 +186,7 @@ def list_of(item: Checker, min_len: int = 0, max_len: int = 10_000, unique: bool
             value = [value]  # a single item may be written without brackets
         if not isinstance(value, list) or not min_len <= len(value) <= max_len:
             size = f"{min_len} to {max_len}" if max_len < 10_000 else f"at least {min_len}"
-            problems.append(f"{path}: expected a list of {size} items, got {_show(value)}")
+            problems.append(f"{path}: expected a list of {size} items, got {show(value)}")
             return None
         out = tuple(item(v, f"{path}[{i}]", problems) for i, v in enumerate(value))
         if unique and len(set(out)) != len(out):
@@ -135,13 +194,15 @@ def list_of(item: Checker, min_len: int = 0, max_len: int = 10_000, unique: bool
             problems.append(f"{path}: duplicate items {dupes}")
         return out
 
+    if hasattr(item, "options"):
+        check.options = item.options  # type: ignore[attr-defined]  # a list of choices documents them
     return check
 
 
 def mapping_of(key: Checker, val: Checker) -> Checker:
     def check(value: Any, path: str, problems: list) -> dict | None:
         if not isinstance(value, dict):
-            problems.append(f"{path}: expected a mapping, got {_show(value)}")
+            problems.append(f"{path}: expected a mapping, got {show(value)}")
             return None
         return {key(k, path, problems): val(v, _join(path, str(k)), problems) for k, v in value.items()}
 

@@ -10,10 +10,6 @@ from pipelines.card.cards import TaskCard
 from pipelines.data.columns import column
 from pipelines.errors import ModelError
 
-# Columns tokenization adds besides the model inputs: `length` feeds length-grouped sampling and
-# sorted evaluation, `row` restores input order after sorting, `truncated` counts cut inputs.
-EXTRA_COLUMNS = ("length", "row", "truncated")
-
 
 def check_fast(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
     """Pair encoding and truncation counts rely on a Rust-backed (fast) tokenizer."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import datasets
 
-from pipelines.card.cards import SPLITS, TaskCard
+from pipelines.card.cards import TaskCard
+from pipelines.card.keys import SPLITS, LocalSource, SplitPolicy
 from pipelines.card.preprocess import StepContext, apply
 from pipelines.card.schema import raw_key
 from pipelines.data import columns, readers
@@ -47,7 +47,8 @@ def load_splits(card: TaskCard, data_dir: str | Path | None = None, online: bool
             _note(loaded.notes, f"split 'test' of {loaded.where} has no labelled rows left: skipped")
             continue
         if len(ds) == 0:
-            raise DataError(f"split '{split}' of {loaded.where} is empty after preprocessing and `drop_labels`; check the file and {card.path.name}")
+            raise DataError(f"split '{split}' of {loaded.where} is empty after preprocessing and `drop_labels`; "
+                            f"check the file and {card.path.name}")
         raw[split] = ds
     loaded.splits = _carve_missing(raw, card, loaded.notes)
     return loaded
@@ -56,10 +57,10 @@ def load_splits(card: TaskCard, data_dir: str | Path | None = None, online: bool
 def _load_raw(card: TaskCard, data_dir: str | Path | None, online: bool) -> LoadedData:
     source = card.dataset
     if data_dir is not None:
-        if not source.get("local"):
+        if not source.local:
             raise DataError(f"card {card.path.name} has no `dataset.local` section, so --data-dir cannot be used")
         return _load_local(card, Path(data_dir))
-    if source.get("hub"):
+    if source.hub:
         try:
             return _load_hub(card, online)
         except DataError as err:
@@ -70,16 +71,20 @@ def _load_raw(card: TaskCard, data_dir: str | Path | None, online: bool) -> Load
 
 
 def _load_local(card: TaskCard, data_dir: Path) -> LoadedData:
-    spec = card.dataset["local"]
+    spec = card.dataset.local
     if not data_dir.is_dir():
-        raise DataError(f"--data-dir {data_dir} is not a directory; pass the folder holding {list(spec['files'].values())}")
-    present = {split: data_dir / rel for split, rel in spec["files"].items() if (data_dir / rel).is_file()}
+        raise DataError(
+            f"--data-dir {data_dir} is not a directory; pass the folder holding {list(spec.files.values())}"
+        )
+    present = {split: data_dir / rel for split, rel in spec.files.items() if (data_dir / rel).is_file()}
     if not present:
-        wanted = ", ".join(str(data_dir / rel) for rel in spec["files"].values())
-        raise DataError(f"no data file of card {card.path.name} found: expected {wanted}; check --data-dir or dataset.local.files")
+        wanted = ", ".join(str(data_dir / rel) for rel in spec.files.values())
+        raise DataError(
+            f"no data file of card {card.path.name} found: expected {wanted}; check --data-dir or dataset.local.files"
+        )
     splits = {split: readers.read_table(path, spec) for split, path in present.items()}
-    missing = [s for s in spec["files"] if s not in present]
-    notes = [f"{spec['files'][s]} not found in {data_dir}: {_fate(s, card)}" for s in missing]
+    missing = [s for s in spec.files if s not in present]
+    notes = [f"{spec.files[s]} not found in {data_dir}: {_fate(s, card)}" for s in missing]
     for split, note in zip(missing, notes):
         # A missing optional test file changes nothing; a split we will carve deserves attention.
         log.log(logging.INFO if _fate(split, card) == "no test split" else logging.WARNING, note)
@@ -87,28 +92,28 @@ def _load_local(card: TaskCard, data_dir: Path) -> LoadedData:
 
 
 def _fate(split: str, card: TaskCard) -> str:
-    if split == "test" and card.split["test"] == 0:
+    if split == "test" and card.split.test == 0:
         return "no test split"
     return f"split '{split}' will be carved out of the others"
 
 
 def _load_hub(card: TaskCard, online: bool) -> LoadedData:
-    spec = card.dataset["hub"]
-    where = spec["path"] + (f" ({spec['name']})" if spec.get("name") else "")
+    spec = card.dataset.hub
+    where = spec.path + (f" ({spec.name})" if spec.name else "")
     try:
         with _hub_offline(not online):
-            dsd = datasets.load_dataset(spec["path"], spec.get("name"), revision=spec.get("revision"))
+            dsd = datasets.load_dataset(spec.path, spec.name, revision=spec.revision)
     except Exception as err:  # noqa: BLE001 - any failure to reach the Hub means: fall back
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = "not in the local cache (offline; pass --online to download)" if not online else first
         raise DataError(f"Hub dataset {where} unavailable: {hint}") from None
-    names = spec.get("splits") or {s: s for s in SPLITS if s in dsd}
+    names = spec.splits or {s: s for s in SPLITS if s in dsd}
     splits = {}
     for ours, theirs in names.items():
         if theirs not in dsd:
             raise DataError(f"Hub dataset {where} has no split '{theirs}' (has {list(dsd)}); fix dataset.hub.splits")
         splits[ours] = _named_labels(dsd[theirs], card.label_column)
-    splits = {k: readers.rename_columns(v, spec.get("rename") or {}) for k, v in splits.items()}
+    splits = {k: readers.rename_columns(v, spec.rename or {}) for k, v in splits.items()}
     return LoadedData(datasets.DatasetDict(splits), "hub", where)
 
 
@@ -140,7 +145,7 @@ def _load_sample(card: TaskCard, reason: str) -> LoadedData:
     path = card.sample_path
     if path is None:
         raise DataError(f"{reason}; card {card.path.name} bundles no sample: pass --data-dir with the task's files")
-    ds = readers.read_table(path, {"format": "jsonl", "header": True, "encoding": "utf-8"})
+    ds = readers.read_table(path, LocalSource(format="jsonl", files={"train": path.name}, encoding="utf-8"))
     note = (
         f"USING THE BUNDLED {len(ds)}-ROW SAMPLE {path.name} INSTEAD OF THE REAL DATA ({reason}); "
         "metrics are NOT meaningful: pass --data-dir, or --online to download the Hub dataset"
@@ -227,23 +232,23 @@ def _carve_missing(raw: dict[str, datasets.Dataset], card: TaskCard, notes: list
         pool_from = list(raw)
         raw = {"train": datasets.concatenate_datasets([raw[s] for s in pool_from])}
         _note(notes, f"no train split: carving train/validation/test out of {pool_from}")
-    if "test" not in raw and cfg["test"] > 0:
-        raw["train"], raw["test"] = _split(raw["train"], cfg["test"], cfg, "test", notes)
+    if "test" not in raw and cfg.test > 0:
+        raw["train"], raw["test"] = _split(raw["train"], cfg.test, cfg, "test", notes)
     if "validation" not in raw:
-        raw["train"], raw["validation"] = _split(raw["train"], cfg["validation"] or 0.1, cfg, "validation", notes)
+        raw["train"], raw["validation"] = _split(raw["train"], cfg.validation or 0.1, cfg, "validation", notes)
     return datasets.DatasetDict({s: raw[s] for s in SPLITS if s in raw})
 
 
-def _split(ds: datasets.Dataset, ratio: float, cfg: dict[str, Any], name: str, notes: list[str]):
-    if cfg["stratify"]:
+def _split(ds: datasets.Dataset, ratio: float, cfg: SplitPolicy, name: str, notes: list[str]):
+    if cfg.stratify:
         try:
-            parts = ds.train_test_split(test_size=ratio, stratify_by_column="label", seed=cfg["seed"])
-            _note(notes, f"split '{name}' carved out of train: {ratio:.0%} stratified (seed {cfg['seed']})")
+            parts = ds.train_test_split(test_size=ratio, stratify_by_column="label", seed=cfg.seed)
+            _note(notes, f"split '{name}' carved out of train: {ratio:.0%} stratified (seed {cfg.seed})")
             return parts["train"], parts["test"]
         except ValueError as err:
             _note(notes, f"stratified split for '{name}' impossible ({err}); using a random split")
-    parts = ds.train_test_split(test_size=ratio, seed=cfg["seed"])
-    _note(notes, f"split '{name}' carved out of train: {ratio:.0%} random (seed {cfg['seed']})")
+    parts = ds.train_test_split(test_size=ratio, seed=cfg.seed)
+    _note(notes, f"split '{name}' carved out of train: {ratio:.0%} random (seed {cfg.seed})")
     return parts["train"], parts["test"]
 
 

@@ -10,24 +10,25 @@ from typing import Any
 import datasets
 import pandas as pd
 
+from pipelines.card.keys import LocalSource
 from pipelines.errors import DataError
 
 
-def read_table(path: Path, spec: dict[str, Any]) -> datasets.Dataset:
+def read_table(path: Path, spec: LocalSource) -> datasets.Dataset:
     """Read `path` as described by a card's `dataset.local` section; every cell becomes str or None."""
-    fmt = spec["format"]
+    fmt = spec.format
     try:
         frame = _READERS[fmt](path, spec)
     except UnicodeDecodeError as err:
         raise DataError(
             f"{path}: cannot decode byte 0x{err.object[err.start]:02x} at position {err.start} as "
-            f"{spec.get('encoding', 'utf-8')}; set `encoding` in the card's dataset.local (e.g. cp949 or latin-1)"
+            f"{spec.encoding}; set `encoding` in the card's dataset.local (e.g. cp949 or latin-1)"
         ) from None
     except (OSError, ValueError, json.JSONDecodeError, pd.errors.ParserError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{path}: cannot read as {fmt} ({first}); check dataset.local.format and the file") from None
     frame = _as_strings(frame)
-    frame = frame.rename(columns=dict(spec.get("rename") or {}))
+    frame = frame.rename(columns=dict(spec.rename or {}))
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
@@ -39,13 +40,13 @@ def rename_columns(ds: datasets.Dataset, mapping: dict[str, str]) -> datasets.Da
     return ds.rename_columns(present) if present else ds
 
 
-def _names(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec.get("header", True):
+def _names(spec: LocalSource) -> dict[str, Any]:
+    if spec.header:
         return {"header": 0}
-    return {"header": None, "names": list(spec["columns"])}
+    return {"header": None, "names": list(spec.columns)}
 
 
-def _read_delimited(path: Path, spec: dict[str, Any], sep: str) -> pd.DataFrame:
+def _read_delimited(path: Path, spec: LocalSource, sep: str) -> pd.DataFrame:
     # TSV corpora (CoLA, SST-2, MNLI) use bare quotes inside sentences: never treat them as quoting.
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     return pd.read_csv(
@@ -55,14 +56,14 @@ def _read_delimited(path: Path, spec: dict[str, Any], sep: str) -> pd.DataFrame:
         keep_default_na=False,
         na_values=[""],
         quoting=quoting,
-        encoding=spec.get("encoding", "utf-8-sig"),
+        encoding=spec.encoding,
         encoding_errors="strict",
         **_names(spec),
     )
 
 
-def _read_json(path: Path, spec: dict[str, Any]) -> pd.DataFrame:
-    text = path.read_text(encoding=spec.get("encoding", "utf-8-sig"))
+def _read_json(path: Path, spec: LocalSource) -> pd.DataFrame:
+    text = path.read_text(encoding=spec.encoding)
     data = json.loads(text)
     if isinstance(data, dict):  # {"data": [...]} style: take the one list inside
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -72,9 +73,9 @@ def _read_json(path: Path, spec: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_records(data)
 
 
-def _read_jsonl(path: Path, spec: dict[str, Any]) -> pd.DataFrame:
+def _read_jsonl(path: Path, spec: LocalSource) -> pd.DataFrame:
     rows = []
-    with open(path, encoding=spec.get("encoding", "utf-8-sig")) as fh:
+    with open(path, encoding=spec.encoding) as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:
@@ -84,11 +85,11 @@ def _read_jsonl(path: Path, spec: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
-def _read_xlsx(path: Path, spec: dict[str, Any]) -> pd.DataFrame:
-    return pd.read_excel(path, sheet_name=spec.get("sheet") or 0, dtype=str, engine="openpyxl", **_names(spec))
+def _read_xlsx(path: Path, spec: LocalSource) -> pd.DataFrame:
+    return pd.read_excel(path, sheet_name=spec.sheet or 0, dtype=str, engine="openpyxl", **_names(spec))
 
 
-def _read_parquet(path: Path, spec: dict[str, Any]) -> pd.DataFrame:
+def _read_parquet(path: Path, spec: LocalSource) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import (
     confusion_matrix,
     precision_recall_fscore_support,
 )
+
+from pipelines.evaluation import metrics
 
 
 def confusion(labels: Sequence[int], preds: Sequence[int], num_labels: int) -> np.ndarray:
@@ -31,8 +33,18 @@ def per_class(labels: Sequence[int], preds: Sequence[int], names: Sequence[str])
 CHANCE_MCC = 0.05
 
 
+def validation_alarm(
+    labels: Sequence[int], preds: Sequence[int], names: Sequence[str], train_labels: Sequence[int],
+    first_causes: Sequence[str] = (),
+) -> str | None:
+    """`degenerate` on validation predictions; MCC is computed here, whatever metrics the card lists."""
+    mcc = metrics.mcc(np.asarray(labels), np.asarray(preds), len(names))
+    return degenerate(preds, mcc, names, train_labels, first_causes)
+
+
 def degenerate(
-    preds: Sequence[int], mcc: float, names: Sequence[str], train_labels: Sequence[int], first_causes: Sequence[str] = ()
+    preds: Sequence[int], mcc: float, names: Sequence[str], train_labels: Sequence[int],
+    first_causes: Sequence[str] = (),
 ) -> str | None:
     """A plain-words alarm when a run ended predicting one class, or at chance level; else None.
 
@@ -48,7 +60,8 @@ def degenerate(
         what = f"validation MCC is {mcc:.3f}, i.e. no better than chance"
     else:
         return None
-    causes = [*first_causes, "a learning rate too high (diverged) or too low", "too few epochs or no warmup for this model"]
+    causes = [*first_causes, "a learning rate too high (diverged) or too low",
+              "too few epochs or no warmup for this model"]
     if share > 1.2 / len(names):  # clearly more than an even share
         causes.append(f"label imbalance ('{names[majority]}' is {share:.0%} of train: try class_weights: balanced)")
     return f"DEGENERATE RUN: {what}. Likely causes: {'; '.join(causes)}. Do not report this number as a result."

@@ -1,22 +1,88 @@
-"""Layer freezing strategies and layer-wise learning-rate groups."""
+"""Layer freezing strategies, each one registered function, and layer-wise learning-rate groups.
+
+To add a strategy, register a function `(encoder body, trainable_layers) -> None` with
+`@register_strategy`. Kept free of torch at import: the run options offer these names as choices.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-from pipelines.modeling.heads import PooledClassifier
+StrategyFn = Callable[["nn.Module", int], None]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A freezing strategy: what it leaves trainable, and the function that freezes the rest."""
+
+    name: str
+    help: str
+    apply: StrategyFn
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(name: str, help_text: str) -> Callable[[StrategyFn], StrategyFn]:
+    """Register `fn(encoder body, trainable_layers)` as the `--freeze` choice `name`."""
+
+    def register(fn: StrategyFn) -> StrategyFn:
+        if name in STRATEGIES:
+            raise ValueError(f"freezing strategy '{name}' is registered twice")
+        STRATEGIES[name] = Strategy(name, help_text, fn)
+        return fn
+
+    return register
+
+
+@register_strategy("none", "train everything")
+def _nothing(body: nn.Module, trainable_layers: int) -> None:
+    """Train everything."""
+
+
+@register_strategy("encoder", "the whole encoder, only the head trains")
+def _encoder(body: nn.Module, trainable_layers: int) -> None:
+    body.requires_grad_(False)
+
+
+@register_strategy("all_but_pooler", "all of the encoder but the pooler")
+def _all_but_pooler(body: nn.Module, trainable_layers: int) -> None:
+    _encoder(body, trainable_layers)
+    pooler = getattr(body, "pooler", None)
+    if pooler is not None:
+        pooler.requires_grad_(True)
+
+
+@register_strategy("all_but_last", "all but the pooler and the last --trainable-layers blocks")
+def _all_but_last(body: nn.Module, trainable_layers: int) -> None:
+    _all_but_pooler(body, trainable_layers)
+    if trainable_layers > 0:
+        for block in layers_of(body)[-trainable_layers:]:
+            block.requires_grad_(True)
+
+
+def freeze(model: nn.Module, strategy: str, trainable_layers: int = 0) -> tuple[int, int]:
+    """Freeze the encoder by a strategy (the head always trains); returns (trainable, total) parameter counts."""
+    STRATEGIES[strategy].apply(encoder_of(model), trainable_layers)
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
-    """The transformer body: `PooledClassifier.encoder` or `*ForSequenceClassification.base_model`."""
-    return model.encoder if isinstance(model, PooledClassifier) else model.base_model
+    """The transformer body: `base_model` of `*ForSequenceClassification` and of `PooledClassifier`."""
+    return model.base_model
 
 
 def layers_of(encoder: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (BERT/RoBERTa/ELECTRA `encoder.layer`, DistilBERT `transformer.layer`)."""
+    from torch import nn
+
     for name in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
         module = encoder
         for part in name.split("."):
@@ -24,26 +90,6 @@ def layers_of(encoder: nn.Module) -> nn.ModuleList:
         if isinstance(module, nn.ModuleList):
             return module
     raise ValueError(f"cannot find the transformer layers of {type(encoder).__name__}")
-
-
-def freeze(model: nn.Module, strategy: str, trainable_layers: int = 0) -> tuple[int, int]:
-    """Apply a freezing strategy; returns (trainable, total) parameter counts.
-
-    none: train everything; encoder: head only; all_but_pooler: pooler + head;
-    all_but_last: pooler + the last `trainable_layers` blocks + head.
-    """
-    body = encoder_of(model)
-    if strategy != "none":
-        for param in body.parameters():
-            param.requires_grad = False
-        pooler = getattr(body, "pooler", None)
-        if strategy in ("all_but_pooler", "all_but_last") and pooler is not None:
-            pooler.requires_grad_(True)
-        if strategy == "all_but_last" and trainable_layers > 0:
-            for block in layers_of(body)[-trainable_layers:]:
-                block.requires_grad_(True)
-    total = sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
 
 
 def depth_of(name: str, model: nn.Module) -> int:

@@ -15,7 +15,8 @@ from transformers import (
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
-from pipelines.modeling import heads
+from pipelines.modeling import pooled_classifier
+from pipelines.modeling.heads import HEADS
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenize
         return AutoTokenizer.from_pretrained(path, local_files_only=not online)
     except (OSError, ValueError) as err:
         log.debug("tokenizer load failed: %s", err)
-        raise ModelError(f"cannot load the tokenizer of model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
+        raise ModelError(
+            f"cannot load the tokenizer of model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
 
 
 def load_model(
@@ -76,10 +78,10 @@ def load_model(
     labels = {"num_labels": len(card.labels), "id2label": card.id2label,
               "label2id": {label: i for i, label in card.id2label.items()}}
     try:
-        if head != "linear":
+        if not HEADS[head].is_models_own:
             config = AutoConfig.from_pretrained(path, local_files_only=not online, **labels)
             rate = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
-            return heads.build(path, config, head, head_hidden, rate, attn_implementation, not online)
+            return pooled_classifier.build(path, config, head, head_hidden, rate, attn_implementation, not online)
         extra = {"classifier_dropout": dropout} if dropout is not None else {}
         return AutoModelForSequenceClassification.from_pretrained(
             path,
@@ -102,8 +104,8 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerB
         raise ModelError(f"{path} is not a saved model directory (no config.json); pass the --output-dir of a run")
     tokenizer = load_tokenizer(str(path))
     try:
-        if heads.is_custom(path):
-            return heads.load(path).eval(), tokenizer
+        if pooled_classifier.is_custom(path):
+            return pooled_classifier.load(path).eval(), tokenizer
         clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as err:
         log.debug("model load failed: %s", err)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
@@ -95,5 +95,6 @@ def to_text(rows: list[list[str]], sep: str) -> str:
     try:
         writer.writerows(rows)
     except csv.Error:
-        raise DataError("a cell holds a tab or a line break, which TSV output cannot keep; write a .csv instead") from None
+        raise DataError(
+            "a cell holds a tab or a line break, which TSV output cannot keep; write a .csv instead") from None
     return buf.getvalue()

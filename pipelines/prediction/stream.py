@@ -193,7 +193,8 @@ def _plan(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -> 
                         ([opts.label_column] if opts.label_column else [], "check --label-column")):
         missing = [c for c in names if c not in columns]
         if missing:
-            raise DataError(f"{source}: no column {', '.join(map(repr, missing))}; the file has columns {columns}; {hint}")
+            names = ", ".join(map(repr, missing))
+            raise DataError(f"{source}: no column {names}; the file has columns {columns}; {hint}")
     if opts.max_length and opts.max_length > clf.token_limit():
         raise ModelError(f"--max-length {opts.max_length} is more than the model in {clf.path} takes "
                          f"({clf.token_limit()} tokens); pass at most {clf.token_limit()}")
@@ -294,4 +295,5 @@ def _log_summary(summary: PredictSummary) -> None:
              summary.output, t.rows, t.predicted, sum(t.errors.values()), t.truncated, summary.max_length,
              summary.rows_per_s)
     if t.no_gold:
-        log.warning("%d predicted row(s) have an empty or unknown gold label and are left out of the metrics", t.no_gold)
+        log.warning("%d predicted row(s) have an empty or unknown gold label and are left out of the metrics",
+                    t.no_gold)

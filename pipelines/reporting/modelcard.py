@@ -15,16 +15,12 @@ from typing import Any
 import yaml
 
 from pipelines.errors import HubError
+from pipelines.evaluation.metrics import METRICS
 from pipelines.reporting import tables
 
 PIPELINE_TAG = "text-classification"
-# metrics.json key -> (model-index metric type known to the Hub, display name)
-METRIC_TYPES = {
-    "accuracy": ("accuracy", "Accuracy"),
-    "f1": ("f1", "F1"),
-    "mcc": ("matthews_correlation", "MCC"),
-    "loss": ("loss", "Loss"),
-}
+# metrics.json key -> (model-index metric type known to the Hub, display name); the loss is not a card metric
+METRIC_TYPES = {"loss": ("loss", "Loss"), **{m.name: (m.hub_type, m.display) for m in METRICS.values()}}
 # run_config.json training_arguments shown in the card, in this order
 HYPERPARAMETERS = (
     ("learning_rate", "learning rate"),

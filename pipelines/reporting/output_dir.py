@@ -54,14 +54,17 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
     per_class = {}
     for split, preds in (("validation", result.validation), ("test", result.test)):
         if preds is not None and preds.labels is not None:
-            plots.write_confusion(stage, split, diagnostics.confusion(preds.labels, preds.preds, len(card.labels)), card.labels)
+            counts = diagnostics.confusion(preds.labels, preds.preds, len(card.labels))
+            plots.write_confusion(stage, split, counts, card.labels)
             per_class[split] = diagnostics.per_class(preds.labels, preds.preds, card.labels)
             tables.write_per_class(stage, split, per_class[split])
     if result.test is not None:
         texts = {c: column(feats["test"], c) for c in card.text_columns}
-        tables.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs, result.test.labels)
-    alarm = diagnostics.degenerate(result.validation.preds, result.validation.metrics["mcc"], card.labels,
-                               column(feats["train"], "label"), _language_causes(card, run))
+        tables.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs,
+                                 result.test.labels)
+    validation = result.validation
+    alarm = diagnostics.validation_alarm(validation.labels, validation.preds, card.labels,
+                                         column(feats["train"], "label"), _language_causes(card, run))
     summary = metrics_summary(card, run, args, data, feats, result, rows, alarm, params)
     tables.write_json(stage / "run_config.json", run_config(run, args, card))
     (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")

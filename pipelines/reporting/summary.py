@@ -18,9 +18,6 @@ from pipelines.training.loop import TrainResult
 log = logging.getLogger(__name__)
 
 
-SUMMARY_METRICS = ("accuracy", "mcc", "f1")
-
-
 def effective_batch_size(args: TrainingArguments) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
@@ -80,7 +77,8 @@ def summary_markdown(summary: dict[str, Any], rows: list[dict[str, Any]], per_cl
               f"Best epoch by validation {summary['select_by']}: {summary['best_epoch']}", ""]
     for split in ("validation", "test"):
         if summary[split]:
-            lines += [f"## {split.capitalize()} (restored best checkpoint)", "", tables.markdown_table([summary[split]]), ""]
+            heading = f"## {split.capitalize()} (restored best checkpoint)"
+            lines += [heading, "", tables.markdown_table([summary[split]]), ""]
         if split in per_class:
             lines += [f"Per class ({split}):", "", tables.markdown_table(per_class[split]), ""]
     lines += ["## Epochs", "", tables.markdown_table(rows), ""]
@@ -114,17 +112,18 @@ def write_seed_summary(card: TaskCard, out: Path, per_seed: dict[int, dict[str, 
         lines += [f"> **WARNING: {summary['warning']}**", ""]
     for seed, text in alarms.items():
         lines += [f"> **WARNING (seed {seed}): {text}**", ""]
-    table = [{"seed": seed, **{m: s["validation"][m] for m in SUMMARY_METRICS}} for seed, s in per_seed.items()]
-    table.append({"seed": "mean ± std", **{m: f"{stats['validation'][m]['mean']:.4f} ± {stats['validation'][m]['std']:.4f}"
-                                           for m in SUMMARY_METRICS}})
+    validation = stats["validation"]
+    table = [{"seed": seed, **{m: s["validation"][m] for m in card.metrics}} for seed, s in per_seed.items()]
+    table.append({"seed": "mean ± std",
+                  **{m: f"{validation[m]['mean']:.4f} ± {validation[m]['std']:.4f}" for m in card.metrics}})
     lines += ["## Validation (restored best checkpoint of each seed)", "", tables.markdown_table(table), ""]
     stage = staging.staging_dir(out)
     tables.write_json(stage / "metrics.json", summary)
     (stage / "summary.md").write_text("\n".join(lines), encoding="utf-8")
     staging.publish(stage, out)
-    for m in SUMMARY_METRICS:
+    for m in card.metrics:
         log.info("validation %s over seeds %s: %.4f ± %.4f (per seed: %s)", m, list(per_seed),
-                 stats["validation"][m]["mean"], stats["validation"][m]["std"],
+                 validation[m]["mean"], validation[m]["std"],
                  ", ".join(f"{s['validation'][m]:.4f}" for s in per_seed.values()))
     return summary
 

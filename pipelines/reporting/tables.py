@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+EVAL_TIMINGS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
 
 def epoch_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per epoch: train loss, validation loss and metrics, epoch time."""
@@ -23,7 +25,7 @@ def epoch_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "epoch_time_s" in entry:
             row["epoch_time_s"] = entry["epoch_time_s"]
         for key, value in entry.items():
-            if key.startswith("eval_") and key not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"):
+            if key.startswith("eval_") and key not in EVAL_TIMINGS:
                 row["validation_" + key[5:]] = value
     order = ["epoch", "train_loss"]
     out = []
@@ -91,9 +93,7 @@ def write_json(path: Path, data: Any) -> None:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return str(value)  # Path, and anything else json cannot write
 
 
 def write_per_class(folder: Path, split: str, rows: list[dict[str, Any]]) -> None:

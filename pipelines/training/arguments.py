@@ -7,7 +7,7 @@ from typing import Any
 
 from pipelines import hardware
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs  # noqa: F401  (re-exported: scripts import it from here)
+from pipelines.evaluation.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +21,22 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
         "logging_strategy": "epoch",
         "load_best_model_at_end": True,
         "metric_for_best_model": card.select_by,
-        "greater_is_better": True,
+        "greater_is_better": METRICS[card.select_by].higher_is_better,
         "save_total_limit": 1,
         "report_to": "none",
         "train_sampling_strategy": "group_by_length",
         "per_device_eval_batch_size": 128,
+        "warmup_steps": 0.1,  # below 1: a fraction of the training steps
+        "weight_decay": 0.01,
         "seed": 42,
         "ddp_find_unused_parameters": False,  # every parameter takes part in the loss
         **hardware.training_defaults(),
     }
 
+
+def card_settings(card: TaskCard) -> dict[str, Any]:
+    """Every default a run of `card` starts from: cardtune's, overridden by the card's `defaults:`.
+
+    The one place the precedence is written: TrainingArguments default < cardtune < card < command
+    line (the command line is applied on top, by the parser these values become defaults of)."""
+    return {**base_defaults(card), **card.defaults}

@@ -70,7 +70,7 @@ def build_trainer(
         eval_dataset=validation,
         processing_class=tokenizer,
         data_collator=features.collator(tokenizer, 8 if torch.cuda.is_available() else None),
-        compute_metrics=metrics.for_labels(len(card.labels)),
+        compute_metrics=metrics.for_labels(len(card.labels), card.metrics),
         callbacks=callbacks,
         train_lengths=column(splits["train"], "length"),
         class_weights=class_weights(run.class_weights, train_labels, len(card.labels)),

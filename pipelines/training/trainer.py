@@ -86,6 +86,7 @@ def class_weights(spec: str | None, labels: list[int], num_labels: int) -> torch
     except ValueError:
         values = []
     if len(values) != num_labels or min(values, default=0) <= 0:
-        raise CardtuneError(f"class_weights '{spec}': expected 'balanced' or {num_labels} positive numbers like '1.0,3.0'")
+        raise CardtuneError(
+            f"class_weights '{spec}': expected 'balanced' or {num_labels} positive numbers like '1.0,3.0'")
     return torch.tensor(values, dtype=torch.float32)
 

@@ -1,7 +1,8 @@
 """Training-speed benchmark on real CoLA: the tutorial loop vs the HF example defaults vs cardtune.
 
-    python scripts/bench_train.py                       # speed: 3 ways, each in its own process
-    python scripts/bench_train.py --quality-epochs 4    # plus validation MCC, tutorial vs cardtune
+    python benchmarks/bench_train.py                       # speed: 3 ways, each in its own process
+    python benchmarks/bench_train.py --quality-epochs 4    # plus validation MCC, tutorial vs cardtune
+    python benchmarks/bench_train.py --steps 2 --warmup 1 --ways cardtune   # a quick check that it works
 
 Each way runs the same number of optimizer steps with the same batch size, after warm-up steps
 that are not timed, on the offline model:
@@ -22,20 +23,17 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from _shared import add_data_dir
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cola_public"
+from scripts._common import set_offline
+
 WAYS = ("tutorial", "hf", "cardtune")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    add_data_dir(p, "cola_public/")
     p.add_argument("--steps", type=int, default=60, help="timed optimizer steps per way")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before timing starts")
     p.add_argument("--batch-size", type=int, default=32)
@@ -50,7 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def run_child(way: str, opts: argparse.Namespace, epochs: int = 0) -> dict:
     """One way in a fresh process, so peak RSS and thread pools are its own."""
-    cmd = [sys.executable, __file__, "--way", way, "--data-dir", opts.data_dir, "--steps", str(opts.steps),
+    cmd = [sys.executable, __file__, "--way", way, "--data-dir", str(opts.data_dir), "--steps", str(opts.steps),
            "--warmup", str(opts.warmup), "--batch-size", str(opts.batch_size), "--epochs", str(epochs),
            "--threads", str(opts.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -61,18 +59,20 @@ def run_child(way: str, opts: argparse.Namespace, epochs: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
+    set_offline(True)  # before any Hugging Face import; the child processes inherit it
     from pipelines.hardware import configure_threads
 
     threads = configure_threads(opts.threads or None)
     if opts.way:
-        from scripts import _bench_train_ways as ways
+        import _bench_train_ways as ways
 
         print(json.dumps(ways.run(opts.way, opts)))
         return 0
-    from scripts._bench_train_ways import gemm_probe
+    from _bench_train_ways import gemm_probe
 
     peak = gemm_probe()
-    print(f"machine: {os.cpu_count()} CPUs, {threads} torch threads per way; fp32 matmul probe: {peak / 1e9:.1f} GFLOP/s")
+    print(f"machine: {os.cpu_count()} CPUs, {threads} torch threads per way; "
+          f"fp32 matmul probe: {peak / 1e9:.1f} GFLOP/s")
     print(f"{opts.steps} timed steps after {opts.warmup} warm-up steps, batch size {opts.batch_size}, real CoLA train")
     results = {}
     for way in opts.ways.split(","):

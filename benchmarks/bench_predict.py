@@ -1,7 +1,7 @@
 """Benchmark: cardtune prediction vs transformers.pipeline, and peak memory on a long file.
 
-    python scripts/bench_predict.py                      # the issue's benchmark (20k rows, 1M-row memory run)
-    python scripts/bench_predict.py --rows 2000 --big-rows 40000   # a quick check that it works
+    python benchmarks/bench_predict.py                      # the issue's benchmark (20k rows, 1M-row memory run)
+    python benchmarks/bench_predict.py --rows 2000 --big-rows 40000   # a quick check that it works
 
 Speed: the same model, the same first `--rows` sentences of SST-2 train, in this process and on
 this machine: cardtune's `predict_file` (CSV in, CSV out; model loading left out, as for the
@@ -24,18 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from _shared import add_data_dir
 
-from scripts._common import configure_logging, set_offline  # noqa: E402
+from scripts._common import configure_logging, set_offline
 
-SST2 = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
+SST2 = Path("sst2") / "train.tsv"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_predict.py", description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="saved classifier directory (default: the offline model with a seeded, untuned head)")
-    p.add_argument("--data", default=str(SST2), help="SST-2 train.tsv (sentence<TAB>label)")
+    p.add_argument("--model",
+                   help="saved classifier directory (default: the offline model with a seeded, untuned head)")
+    add_data_dir(p, str(SST2))
+    p.add_argument("--data", type=Path, help=f"SST-2 train.tsv, sentence<TAB>label (default: {SST2} in --data-dir)")
     p.add_argument("--rows", type=int, default=20_000, help="sentences in the speed comparison")
     p.add_argument("--pipeline-batch-sizes", default="4,8,16,32,64", help="batch sizes tried for the pipeline")
     p.add_argument("--batch-size", type=int, default=64, help="cardtune --batch-size")
@@ -128,7 +129,8 @@ def speed(model: Path, rows: list[tuple[str, str]], tmp: Path, args) -> None:
     # and the slower of the two counts (the load drifts on a shared machine)
     run_cardtune(model, write_rows(tmp / "warm.csv", rows, 32), tmp / "warm_out.csv", args)
     first, ours, probs = run_cardtune(model, source, tmp / "speed_out.csv", args)
-    print(f"cardtune  {len(texts)} rows: {first:.1f} rows/s (batch {args.batch_size}, chunk {args.chunk_size})", flush=True)
+    print(f"cardtune  {len(texts)} rows: {first:.1f} rows/s (batch {args.batch_size}, chunk {args.chunk_size})",
+          flush=True)
     results = {}
     for bs in [int(b) for b in args.pipeline_batch_sizes.split(",")]:
         rate, outputs = run_pipeline(model, texts, bs, max_length)
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = sentences(Path(args.data))
+    rows = sentences(args.data or args.data_dir / SST2)
     print(f"machine   {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"cuda {torch.cuda.is_available()}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:

@@ -1,4 +1,4 @@
-"""The three training paths of scripts/bench_train.py; each runs in its own child process."""
+"""The three training paths of benchmarks/bench_train.py; each runs in its own child process."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class StepTimer(TrainerCallback):
     def __init__(self, warmup: int, steps: int) -> None:
         self.warmup, self.steps, self.start, self.seconds = warmup, steps, None, None
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+    def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup:
             self.start = time.perf_counter()
         if state.global_step == self.warmup + self.steps:
@@ -83,7 +83,7 @@ def _result(opts, seconds: float, shapes: list, clf: torch.nn.Module) -> dict[st
 
 def _data(opts):
     card = load_card("cola")
-    return card, load_splits(card, opts.data_dir).splits
+    return card, load_splits(card, opts.data_dir / "cola_public").splits
 
 
 def tutorial(opts) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def cardtune(opts) -> dict[str, Any]:
     feats = cache.cached_tokenize(card, splits, tok, card.max_length)
     timer = StepTimer(opts.warmup, opts.steps)
     with tempfile.TemporaryDirectory() as tmp:
-        values = {**arguments.base_defaults(card), **card.defaults, "output_dir": tmp, "disable_tqdm": True,
+        values = {**arguments.card_settings(card), "output_dir": tmp, "disable_tqdm": True,
                   "per_device_train_batch_size": opts.batch_size}
         if opts.epochs:
             values.update(num_train_epochs=opts.epochs, save_strategy="no", load_best_model_at_end=False)

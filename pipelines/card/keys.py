@@ -1,0 +1,229 @@
+"""Every task-card key, declared once: its checker, default and help text.
+
+The validator (`schema.check_keys`), `TaskCard.to_dict` and the README's key table
+(`markdown_table`) are all derived from these dataclasses; a new key is one field here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.card import preprocess
+from pipelines.card import schema as s
+from pipelines.card.options import NOT_IN_CARD as RUN_ONLY
+from pipelines.card.options import RunArgs
+from pipelines.card.schema import key
+from pipelines.evaluation.metrics import DEFAULT_METRICS
+from task_cards import SAMPLES_DIR
+
+SPLITS = ("train", "validation", "test")
+FORMATS = ("csv", "tsv", "json", "jsonl", "xlsx", "parquet")
+TRUNCATION = ("longest_first", "only_first", "only_second", "proportional")
+# TrainingArguments keys a card may not set: they belong to the command line or the user.
+NOT_IN_CARD = {"output_dir", "hub_token", "push_to_hub", "hub_model_id", "local_rank", "resume_from_checkpoint"}
+
+_split_map = s.mapping_of(s.choice(*SPLITS), s.string)
+_rename = s.mapping_of(s.string, s.string)
+
+
+def _metric_names() -> tuple[str, ...]:
+    # Read at check time: the registry stays out of this module's imports, and late registrations count.
+    from pipelines.evaluation.metrics import METRICS
+
+    return tuple(METRICS)
+
+
+def _step(value: Any, path: str, problems: list) -> tuple[str, dict] | None:
+    """One `preprocess` item: a registered step's name, or {name: {argument: value}}."""
+    if isinstance(value, dict) and len(value) == 1:
+        name, kwargs = next(iter(value.items()))
+    else:
+        name, kwargs = value, {}
+    if not isinstance(name, str) or not isinstance(kwargs, dict):
+        problems.append(f"{path}: expected a step name or {{name: {{argument: value}}}}, got {value!r}")
+        return None
+    if name not in preprocess.REGISTRY:
+        hint = s.did_you_mean(name, list(preprocess.REGISTRY))
+        problems.append(f"{path}: unknown preprocessing step `{name}`{hint}; known: {sorted(preprocess.REGISTRY)}")
+        return None
+    problem = preprocess.check_arguments(name, kwargs)
+    if problem:
+        problems.append(f"{path} ({name}): {problem}")
+        return None
+    return name, kwargs
+
+
+_step.options = lambda: tuple(preprocess.REGISTRY)  # type: ignore[attr-defined]  # documents the choices
+
+
+def _settings(value: Any, path: str, problems: list) -> dict[str, Any] | None:
+    """Card hyperparameters: real TrainingArguments keys with values of the right type."""
+    if not isinstance(value, dict):
+        problems.append(f"{path}: expected a mapping of TrainingArguments keys, got {value!r}")
+        return None
+    hints = setting_types()
+    for name, val in value.items():
+        where = f"{path}.{name}"
+        if name in NOT_IN_CARD or name in RUN_ONLY:
+            problems.append(f"{where}: not allowed in a card; pass it on the command line")
+        elif name not in hints:
+            hint = s.did_you_mean(str(name), list(hints))
+            problems.append(f"{where}: not a TrainingArguments key or cardtune option{hint}")
+        elif not s.type_matches(val, hints[name]):
+            number = _numeric_string(val)
+            tip = f" (YAML reads {val} as a string: write it as {number!r})" if number is not None else ""
+            problems.append(f"{where}: expected {s.describe_type(hints[name])}, got {s.show(val)}{tip}")
+    return dict(value)
+
+
+def _numeric_string(val: Any) -> float | None:
+    """1e-5 written without a dot is a string to YAML; spot it to say so."""
+    if not isinstance(val, str):
+        return None
+    try:
+        return float(val)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def setting_types() -> dict[str, Any]:
+    """Keys a card's `defaults` may set, with their types: TrainingArguments fields and cardtune's run options."""
+    from transformers import TrainingArguments  # heavy; only needed to check `defaults`
+
+    out: dict[str, Any] = {}
+    for cls, skip in ((TrainingArguments, NOT_IN_CARD), (RunArgs, RUN_ONLY)):
+        hints = typing.get_type_hints(cls)
+        out.update({f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init and f.name not in skip})
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubSource:
+    """`dataset.hub`: a dataset on the Hugging Face Hub."""
+
+    path: str = key(s.string, "dataset repository id, e.g. `nyu-mll/glue`")
+    name: str | None = key(s.string, "configuration name, e.g. `cola`", None)
+    revision: str | None = key(s.string, "git revision to pin", None)
+    splits: dict[str, str] | None = key(_split_map, "our split → Hub split name (default: the same names)", None)
+    rename: dict[str, str] | None = key(_rename, "source column → card column", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalSource:
+    """`dataset.local`: files under `--data-dir`."""
+
+    format: str = key(s.choice(*FORMATS), "file format")
+    files: dict[str, str] = key(_split_map, "split → path under `--data-dir`")
+    header: bool = key(s.boolean, "`false` when the files have no header row", True)
+    columns: tuple[str, ...] | None = key(
+        s.list_of(s.string, 1, unique=True), "column names in order (required when `header: false`)", None)
+    rename: dict[str, str] | None = key(_rename, "source column → card column", None)
+    encoding: str = key(s.string, "text encoding (default: UTF-8 with or without BOM)", "utf-8-sig")
+    sheet: str | None = key(s.string, "xlsx sheet name (default: the first sheet)", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dataset:
+    """`dataset`: where the rows come from."""
+
+    hub: HubSource | None = key(s.section(HubSource), "a Hub dataset, used unless `--data-dir` is given", None)
+    local: LocalSource | None = key(s.section(LocalSource), "local files, used with `--data-dir`", None)
+    sample: str | None = key(
+        s.string, "bundled sample file in `task_cards/samples/` (default: `<task>.jsonl`)", None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitPolicy:
+    """`split`: how missing splits are carved out of the others."""
+
+    validation: float = key(s.ratio, "fraction carved out when validation is missing", 0.1)
+    test: float = key(s.ratio, "fraction carved out first when test is missing (0: no test split)", 0.0)
+    stratify: bool = key(s.boolean, "keep the label proportions in carved splits", True)
+    seed: int = key(s.integer(0, 2**32 - 1), "seed of the carving", 42)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskCard:
+    """A validated task card: one field per YAML key, plus the file it came from."""
+
+    name: str = key(s.string, "task name (default: the file name)", None, name="task")
+    path: Path
+    description: str = key(s.string, "one line, shown by `--list-tasks`")
+    dataset: Dataset = key(s.section(Dataset), "a `hub` source, a `local` source, or both")
+    text_columns: tuple[str, ...] = key(
+        s.list_of(s.string, 1, 2, unique=True),
+        "one column, or two for a sentence pair (after `rename` and `preprocess`)")
+    label_column: str = key(s.string, "the label column (after `rename` and `preprocess`)")
+    labels: tuple[str, ...] = key(s.list_of(s.string, 2, unique=True), "label names; their order defines the ids")
+    split: SplitPolicy = key(
+        s.section(SplitPolicy), "used only when a split is missing: `test` is carved first, then `validation`",
+        SplitPolicy())
+    metrics: tuple[str, ...] = key(
+        s.list_of(s.choice_of(_metric_names), 1, unique=True), "computed on validation and test", DEFAULT_METRICS)
+    select_by: str = key(
+        s.choice_of(_metric_names), "metric that picks the best checkpoint (default: the first of `metrics`)", None)
+    max_length: int = key(s.integer(8, 8192), "token limit per example", 128)
+    truncation: str = key(s.choice(*TRUNCATION), "how sentence pairs are cut", "longest_first")
+    recommended_model: str | None = key(s.string, "the model the source tutorial used (shown by `--list-tasks`)", None)
+    language: tuple[str, ...] = key(s.list_of(s.string, 1), "languages of the texts, for the model card", ("en",))
+    license: str | None = key(s.string, "dataset license, for the model card", None)
+    label_map: dict[str, str] = key(
+        s.mapping_of(s.scalar, s.string),
+        "raw value → label name, for values that are neither a label name nor its position (`0`, `1`, ...)", {})
+    drop_labels: tuple[str, ...] = key(s.list_of(s.scalar), "raw label values whose rows are dropped (SNLI's `-1`)", ())
+    preprocess: tuple[tuple[str, dict], ...] = key(
+        s.list_of(_step), "registered steps, in order, by name or as `{step: {arg: value}}`", ())
+    defaults: dict[str, Any] = key(
+        _settings, "`TrainingArguments` keys and cardtune options for this task, values of the right type", {})
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    @property
+    def sample_path(self) -> Path | None:
+        """The bundled sample used when the source cannot be reached, if there is one."""
+        path = SAMPLES_DIR / (self.dataset.sample or f"{self.name}.jsonl")
+        return path if path.is_file() else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved card as plain YAML-able data (loads back with `load_card`)."""
+        out = s.to_plain(self)
+        out["preprocess"] = s.to_plain([{n: dict(kw)} if kw else n for n, kw in self.preprocess])
+        if not self.label_map:
+            del out["label_map"]
+        return out
+
+
+def markdown_table() -> str:
+    """The README's key table: one row per key, nested keys dotted, from the declarations above."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for name, f in s.doc_rows(TaskCard):
+        doc = f.metadata["doc"]
+        choices = s.options(f.metadata["check"])
+        if choices:
+            doc += "; choices: " + ", ".join(f"`{c}`" for c in choices)
+        lines.append(f"| `{name}` | {_shown_default(f.metadata['default'])} | {doc} |")
+    return "\n".join(lines)
+
+
+def _shown_default(value: Any) -> str:
+    if value is s.REQUIRED:
+        return "required"
+    if value is None or dataclasses.is_dataclass(value):
+        return ""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return "`[" + ", ".join(map(str, value)) + "]`"
+    return f"`{value}`"
