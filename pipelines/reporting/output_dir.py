@@ -21,6 +21,7 @@ from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData
 from pipelines.evaluation import diagnostics
 from pipelines.modeling import loading as model
+from pipelines.modeling import offline
 from pipelines.reporting import plots, staging, tables
 from pipelines.reporting.summary import metrics_summary, summary_markdown
 from pipelines.training.loop import TrainResult
@@ -29,12 +30,16 @@ log = logging.getLogger(__name__)
 
 
 def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
-    """The default offline model knows English only; on other languages it cannot learn much."""
-    if run.model not in (None, "", model.DEFAULT_MODEL) or "en" in card.language:
+    """A named offline model that was not trained on the card's language cannot learn much from it."""
+    entry = offline.find(run.model or model.DEFAULT_MODEL)
+    unread = offline.unread_languages(entry, card.language) if entry else []
+    if not unread:
         return []
-    better = f"--model {card.recommended_model} --online" if card.recommended_model else "--model"
-    return [f"the default offline model is English and this card's language is {', '.join(card.language)} "
-            f"(pass {better})"]
+    default = offline.choose(None, card.language).name
+    better = f"drop --model to get {default}" if default != entry.name else "pass --model"
+    if card.recommended_model:
+        better += f", or --model {card.recommended_model} --online"
+    return [f"the offline model {entry.name} was not trained on this card's language {', '.join(unread)} ({better})"]
 
 
 def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: LoadedData,

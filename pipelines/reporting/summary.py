@@ -31,6 +31,7 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
     return {
         "task": card.name,
         "model": run.model or model.DEFAULT_MODEL,
+        "model_reason": params.get("model_reason"),
         "base_model": model.base_model_id(run.model),
         "data": {"kind": data.kind, "where": data.where, "notes": data.notes,
                  "sizes": {s: len(ds) for s, ds in feats.items()}},
@@ -42,7 +43,8 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
         "validation": _metric_values(result.validation.metrics),
         "test": _metric_values(test) if test else None,
         "recipe": {"head": run.head, "freeze": run.freeze, "trainable_parameters": params["trainable"],
-                   "total_parameters": params["total"], "seed": args.seed},
+                   "total_parameters": params["total"], "seed": args.seed,
+                   "freeze_word_embeddings": params.get("freeze_word_embeddings", False)},
         "train": _train_figures(args, rows, result),
     }
 
@@ -67,6 +69,8 @@ def _metric_values(values: dict[str, float]) -> dict[str, float]:
 def summary_markdown(summary: dict[str, Any], rows: list[dict[str, Any]], per_class: dict[str, list]) -> str:
     """A short human-readable report of the run."""
     lines = [f"# {summary['task']}: {summary['model']}", ""]
+    if summary.get("model_reason"):
+        lines += [f"Model `{summary['model']}`: {summary['model_reason']}.", ""]
     for banner in (summary["warning"], summary["alarm"]):
         if banner:
             lines += [f"> **WARNING: {banner}**", ""]
@@ -126,4 +130,5 @@ def write_seed_summary(card: TaskCard, out: Path, per_seed: dict[int, dict[str, 
                  validation[m]["mean"], validation[m]["std"],
                  ", ".join(f"{s['validation'][m]:.4f}" for s in per_seed.values()))
     return summary
+
 

@@ -4,6 +4,7 @@ over seeds when asked."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from pipelines.data import cache, features
 from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
 from pipelines.errors import CardtuneError
-from pipelines.modeling import freezing
+from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
@@ -32,9 +33,12 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     """Train `card` as configured; returns the contents of metrics.json (empty on non-main ranks)."""
     seeds = parse_seeds(run.seeds)
     threads = hardware.configure_threads(run.threads)
+    choice = offline.choose(run.model, card.language)
+    log.info("model %s (%s)", choice.name, choice.reason)
+    run = dataclasses.replace(run, model=choice.name)
     data = load_splits(card, run.data_dir, run.online)
     tokenizer = model.load_tokenizer(run.model, run.online)
-    features.check_fast(tokenizer, run.model or model.DEFAULT_MODEL)
+    features.check_fast(tokenizer, run.model)
     max_length = run.max_length or card.max_length
     with args.main_process_first(desc="tokenize"):  # rank 0 fills the cache, the others read it
         feats = cache.cached_tokenize(card, data.splits, tokenizer, max_length, run.pad_to_max_length,
@@ -42,10 +46,11 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     for split, ds in feats.items():
         log.info("%s: %d rows, %d truncated at %d tokens", split, len(ds), sum(column(ds, "truncated")), max_length)
     log.info("%d CPU thread(s) per process; effective batch size %d", threads, effective_batch_size(args))
+    context = {"model_reason": choice.reason}
     if not seeds:
-        summary = run_once(card, run, args, data, feats, tokenizer)
+        summary = run_once(card, run, args, data, feats, tokenizer, context)
     else:
-        summary = run_seeds(card, run, args, data, feats, tokenizer, seeds)
+        summary = run_seeds(card, run, args, data, feats, tokenizer, seeds, context)
     if data.is_sample and summary:
         log.warning("REMINDER: this run used the bundled sample, not the real data: %s", data.notes[0])
     return summary
@@ -71,21 +76,36 @@ def run_once(
     data: LoadedData,
     feats: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
+    context: dict[str, Any],
 ) -> dict[str, Any]:
-    """One seed: build the model, train, write the output directory."""
+    """One seed: build the model, train, write the output directory. `context` goes into metrics.json."""
     transformers.set_seed(args.seed)  # the new head is initialised at load time
     classifier = model.load_model(card, run.model, run.online, run.attn_implementation, run.head,
                                   run.head_hidden, run.classifier_dropout)
     trainable, total = freezing.freeze(classifier, run.freeze, run.trainable_layers)
+    frozen_table = _freezes_word_embeddings(run)
+    if frozen_table:
+        freezing.freeze_word_embeddings(classifier)
+        trainable = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
+        log.info("word embeddings frozen (freeze_word_embeddings)")
     log.info("head %s, freeze %s: %s of %s parameters trainable (%.1f%%)", run.head, run.freeze,
              f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     result = train(card, args, feats, classifier, tokenizer, run)
     if not result.trainer.is_world_process_zero():
         return {}
-    return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total})
+    return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total,
+                                                             "freeze_word_embeddings": frozen_table, **context})
 
 
-def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int]) -> dict[str, Any]:
+def _freezes_word_embeddings(run: RunArgs) -> bool:
+    """The option when set (card or command line), else the named offline model's advice."""
+    if run.freeze_word_embeddings is not None:
+        return run.freeze_word_embeddings
+    entry = offline.find(run.model)
+    return bool(entry and entry.freeze_word_embeddings)
+
+
+def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int], context: dict[str, Any]) -> dict[str, Any]:
     """The same run once per seed into OUT/seed-N, then mean and standard deviation in OUT."""
     per_seed = {}
     for seed in seeds:
@@ -93,7 +113,7 @@ def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int]) -> dict
         seed_args.seed = seed
         seed_args.output_dir = str(Path(args.output_dir) / f"seed-{seed}")
         log.info("seed %d of %s -> %s", seed, seeds, seed_args.output_dir)
-        per_seed[seed] = run_once(card, run, seed_args, data, feats, tokenizer)
+        per_seed[seed] = run_once(card, run, seed_args, data, feats, tokenizer, context)
     if not any(per_seed.values()):
         return {}
     return write_seed_summary(card, Path(args.output_dir), per_seed)

