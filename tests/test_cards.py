@@ -73,7 +73,8 @@ def test_all_problems_reported_at_once_with_did_you_mean(tmp_path):
     assert "labelz: unknown key (did you mean `labels`?)" in msg
     assert "max_length: expected an integer from 8 to 8192, got the string 'long'" in msg
     assert "select_by: expected one of ['accuracy', 'mcc', 'f1'], got the string 'mmc' (did you mean `mcc`?)" in msg
-    assert "defaults.learning_rate: expected a number, got the string '2e-5' (YAML reads 2e-5 as a string: write it as 2e-05)" in msg
+    assert ("defaults.learning_rate: expected a number, got the string '2e-5' "
+            "(YAML reads 2e-5 as a string: write it as 2.0e-5)") in msg
     assert "defaults.num_train_epoch: not a TrainingArguments key or cardtune option (did you mean `num_train_epochs`?)" in msg
 
 

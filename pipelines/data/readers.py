@@ -10,7 +10,10 @@ from typing import Any
 import datasets
 import pandas as pd
 
+from pipelines.data import bad_bytes
 from pipelines.errors import DataError
+
+_SEPS = {"csv": ",", "tsv": "\t"}
 
 
 def read_table(path: Path, spec: dict[str, Any]) -> datasets.Dataset:
@@ -19,9 +22,12 @@ def read_table(path: Path, spec: dict[str, Any]) -> datasets.Dataset:
     try:
         frame = _READERS[fmt](path, spec)
     except UnicodeDecodeError as err:
+        encoding = spec.get("encoding", "utf-8-sig")
+        bad = bad_bytes.locate(path, encoding, _SEPS[fmt], spec.get("header", True)) if fmt in _SEPS else None
+        where = bad.where(spec.get("header", True)) if bad else f"at position {err.start}"
         raise DataError(
-            f"{path}: cannot decode byte 0x{err.object[err.start]:02x} at position {err.start} as "
-            f"{spec.get('encoding', 'utf-8')}; set `encoding` in the card's dataset.local (e.g. cp949 or latin-1)"
+            f"{path}: cannot decode byte 0x{bad.value if bad else err.object[err.start]:02x} {where} as "
+            f"{encoding}; set `encoding` in the card's dataset.local (e.g. cp949 or latin-1)"
         ) from None
     except (OSError, ValueError, json.JSONDecodeError, pd.errors.ParserError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
