@@ -4,6 +4,7 @@ over seeds when asked."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,19 @@ import datasets
 import transformers
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from pipelines import hardware
+from pipelines import filesystem, hardware
 from pipelines.card.cards import TaskCard
 from pipelines.card.options import RunArgs
-from pipelines.data import cache, features
+from pipelines.data import cache, features, label_coverage
 from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
 from pipelines.errors import CardtuneError
 from pipelines.modeling import freezing
 from pipelines.modeling import loading as model
+from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
+from pipelines.training import checkpoints
 from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     seeds = parse_seeds(run.seeds)
     threads = hardware.configure_threads(run.threads)
     data = load_splits(card, run.data_dir, run.online)
+    label_coverage.check(data.splits, card, data.where)
     tokenizer = model.load_tokenizer(run.model, run.online)
     features.check_fast(tokenizer, run.model or model.DEFAULT_MODEL)
     max_length = run.max_length or card.max_length
@@ -82,7 +86,10 @@ def run_once(
     result = train(card, args, feats, classifier, tokenizer, run)
     if not result.trainer.is_world_process_zero():
         return {}
-    return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total})
+    after = "nothing was published; once there is room, rerun with --resume"
+    with staging.discarded_on_failure(args.output_dir), filesystem.writing(args.output_dir, "write the run's outputs",
+                                                                           after):
+        return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total})
 
 
 def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int]) -> dict[str, Any]:
@@ -93,7 +100,13 @@ def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int]) -> dict
         seed_args.seed = seed
         seed_args.output_dir = str(Path(args.output_dir) / f"seed-{seed}")
         log.info("seed %d of %s -> %s", seed, seeds, seed_args.output_dir)
-        per_seed[seed] = run_once(card, run, seed_args, data, feats, tokenizer)
+        if run.resume and seed_args.should_save and run_id.finished(seed_args.output_dir) is not None:
+            log.info("--resume: seed %d already finished in %s; kept as it is", seed, seed_args.output_dir)
+            per_seed[seed] = run_id.finished(seed_args.output_dir)
+            continue
+        # --resume continues the seed that was interrupted; seeds not started yet start afresh
+        seed_run = dataclasses.replace(run, resume=run.resume and bool(checkpoints.checkpoints(seed_args.output_dir)))
+        per_seed[seed] = run_once(card, seed_run, seed_args, data, feats, tokenizer)
     if not any(per_seed.values()):
         return {}
     return write_seed_summary(card, Path(args.output_dir), per_seed)
