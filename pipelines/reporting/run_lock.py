@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -85,7 +86,7 @@ def _acquire(out: Path) -> int:
         while True:
             fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_exclusive(fd)
             except OSError as err:
                 pid = _recorded_pid(fd)
                 os.close(fd)
@@ -102,6 +103,19 @@ def _acquire(out: Path) -> int:
         return fd
     except OSError as err:
         raise WriteError.of(err, out, "lock the output directory") from None
+
+
+def _lock_exclusive(fd: int, tries: int = 6) -> None:
+    """flock(LOCK_EX) without waiting for a run; a few short retries ride out the instant shared
+    lock that `holder` (push.py, predict.py) takes to look."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _same_file(fd: int, path: Path) -> bool:
