@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pipelines
 from pipelines.errors import HubError
-from pipelines.reporting import modelcard
+from pipelines.reporting import modelcard, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,22 @@ def check_dry_run_dir(dest: str | Path, out_dir: str | Path) -> Path:
     dest_path, out = Path(dest).resolve(), Path(out_dir).resolve()
     if dest_path == out or out in dest_path.parents:
         raise HubError(f"--hub-dry-run {dest} is inside the output directory {out_dir}; pick a folder outside it")
+    _check_dry_run_contents(Path(dest))
     return Path(dest)
+
+
+def _check_dry_run_contents(folder: Path) -> None:
+    """Before any work: the folder may only hold an earlier dry run (any file a push can send)."""
+    if folder.exists() and not folder.is_dir():
+        raise HubError(f"--hub-dry-run {folder} exists and is not a folder; pass a new or empty folder")
+    if not folder.is_dir():
+        return
+    sendable = {README, "config.json", "model.safetensors.index.json", *TOKENIZER_FILES, *REPORT_FILES}
+    stray = sorted(p.name for p in folder.iterdir() if not p.is_file() or not (
+        p.name in sendable or (p.name.startswith("model") and p.name.endswith(".safetensors"))))
+    if stray:
+        raise HubError(f"--hub-dry-run folder {folder} holds files that are not part of this upload "
+                       f"({', '.join(stray[:5])}); pass a new or empty folder")
 
 
 def prepare(out_dir: str | Path, repo_id: str) -> Upload:
@@ -91,8 +106,9 @@ def prepare(out_dir: str | Path, repo_id: str) -> Upload:
     out = Path(out_dir)
     if not out.is_dir():
         raise HubError(f"{out} is not a directory: pass the --output-dir of a finished cardtune run")
+    run_lock.refuse_if_busy(out, "publishing it")
     files = upload_files(out)
-    run = modelcard.read_run(out)
+    run = modelcard.read_run(out)  # refuses a folder mixing two runs (a publish cut short)
     try:
         readme = modelcard.render(run, repo_id)
     except (KeyError, TypeError) as err:  # a hand-edited or foreign metrics.json / task_card.yaml

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 log = logging.getLogger("cardtune")
@@ -14,6 +15,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     application (or pytest) already installed are kept."""
     logging.getLogger().setLevel(level)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactTokens) for f in handler.filters):
+            handler.addFilter(RedactTokens())
     if not sys.stderr.isatty():  # progress bars turn into thousands of lines in a log file
         import datasets
         import transformers
@@ -58,7 +62,26 @@ def token_flag_error(flag: str) -> str:
             "run `hf auth login` or set HF_TOKEN")
 
 
+# Hugging Face user and organization tokens; whatever flag they were given to, they are never echoed.
+TOKEN_SHAPE = re.compile(r"\b(hf|api_org)_[A-Za-z0-9]{20,}")
+
+
+def redact(text: str) -> str:
+    """`text` with every token-shaped string masked."""
+    return TOKEN_SHAPE.sub(lambda m: f"{m.group(1)}_***", text)
+
+
+class RedactTokens(logging.Filter):
+    """Mask token-shaped strings in log records (a token given to the wrong flag ends up in paths)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if TOKEN_SHAPE.search(message):
+            record.msg, record.args = redact(message), None
+        return True
+
+
 def fail(err: Exception | str) -> int:
     """Print a user error as one line on stderr and return exit code 2."""
-    print(f"error: {err}", file=sys.stderr)
+    print(f"error: {redact(str(err))}", file=sys.stderr)
     return 2

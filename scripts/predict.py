@@ -15,21 +15,28 @@ import sys
 from typing import TYPE_CHECKING
 
 from scripts._common import configure_logging, fail, set_offline
+from scripts._options import negative_values, one_line_errors, whole_number
 
 if TYPE_CHECKING:  # the real import waits until the offline switches are set
     from pipelines.prediction.stream import PredictSummary
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+_positive = whole_number(1)
+
+
+def _encoding(text: str) -> str:
+    import codecs
+
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, cp949, latin-1)") from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The predict command line."""
-    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n")[0])
+    p = one_line_errors(argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n")[0]))
     p.add_argument("--model", required=True, help="model directory (the --output-dir of scripts/run.py)")
     p.add_argument("--input", required=True, help="CSV/TSV file with a header row")
     p.add_argument("--output", required=True, help="where to write the predictions (.csv or .tsv)")
@@ -37,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair-column", help="second text column, for sentence-pair models")
     p.add_argument("--label-column", help="gold labels in the input: also report accuracy / MCC / F1")
     p.add_argument("--sep", help="input delimiter (default: tab for .tsv/.tab, comma otherwise; '\\t' for tab)")
-    p.add_argument("--encoding", default="utf-8-sig", help="input encoding (default: UTF-8 with or without BOM)")
+    p.add_argument("--encoding", default="utf-8-sig", type=_encoding,
+                   help="input encoding (default: UTF-8 with or without BOM)")
     p.add_argument("--batch-size", type=_positive, default=64, help="rows per forward pass (default 64)")
     p.add_argument("--chunk-size", type=_positive, default=4096,
                    help="rows read, sorted and written at a time (default 4096)")
@@ -71,10 +79,14 @@ def report(summary: PredictSummary) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Predict a CSV/TSV file with a saved model (`cardtune-predict`); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(negative_values(list(sys.argv[1:] if argv is None else argv)))
+    except SystemExit as exit_:  # one line (or --help) already printed
+        return int(exit_.code or 0)
     set_offline(True)  # a saved model directory never needs the network
     configure_logging()
     from pipelines.errors import CardtuneError
+    from pipelines.filesystem import check_output_file
     from pipelines.prediction.stream import PredictOptions, predict_file
 
     if args.threads:
@@ -88,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
     )
     try:
+        check_output_file(args.output, "--output")
         summary = predict_file(args.model, args.input, args.output, options)
     except CardtuneError as err:
         return fail(err)

@@ -13,11 +13,13 @@ import argparse
 import sys
 
 from scripts._common import configure_logging, fail, token_flag, token_flag_error
+from scripts._options import negative_values, one_line_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The push command line."""
     parser = argparse.ArgumentParser(prog="push.py", description=__doc__.split("\n")[0], allow_abbrev=False)
+    one_line_errors(parser)
     parser.add_argument("output_dir", help="The --output-dir of a finished run (it is only read).")
     parser.add_argument("--hub-model-id", "--hub_model_id", help="The Hub repository, USER/NAME (created if missing).")
     parser.add_argument("--hub-private", "--hub_private", action="store_true",
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if flag:
         return fail(token_flag_error(flag))
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(negative_values(argv))
     except SystemExit as exit_:  # argparse already printed usage and the error
         return int(exit_.code or 0)
     try:

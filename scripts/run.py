@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from typing import TYPE_CHECKING
 
-from scripts._common import configure_logging, fail, set_offline, token_flag, token_flag_error
+from scripts._common import configure_logging, fail, redact, set_offline, token_flag, token_flag_error
+from scripts._options import negative_values, one_line_errors, resume_command
 
 if TYPE_CHECKING:  # the real imports wait until the offline switches are set
     from transformers import HfArgumentParser, TrainingArguments
@@ -62,6 +64,7 @@ def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
     from pipelines.training.arguments import card_settings
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
     parser.add_argument("--hub-private", "--hub_private", dest="hub_private_repo", action="store_const", const=True,
                         default=argparse.SUPPRESS, help="Create the Hub repository private (--push-to-hub).")
@@ -74,7 +77,7 @@ def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
 
 def early_flags(argv: list[str]) -> argparse.Namespace:
     """The flags needed before the card is loaded and any Hugging Face library is imported."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = one_line_errors(argparse.ArgumentParser(add_help=False))
     pre.add_argument("--task")
     pre.add_argument("--list-tasks", "--list_tasks", action="store_true")
     pre.add_argument("--list-models", "--list_models", action="store_true")
@@ -86,8 +89,11 @@ def early_flags(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Train on a task card (`cardtune-train`); returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    known = early_flags(argv)
+    argv = negative_values(list(sys.argv[1:] if argv is None else argv))
+    try:
+        known = early_flags(argv)
+    except SystemExit as exit_:  # one line already printed
+        return int(exit_.code or 0)
     uploads = known.push_to_hub.lower() in ("true", "yes", "1", "y", "t") and not known.hub_dry_run
     set_offline(not known.online, upload=uploads)  # before any Hugging Face import: they read it once
     configure_logging()
@@ -115,22 +121,43 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exit_:  # argparse already printed usage and the error
             return int(exit_.code or 0)
         except ValueError as err:  # TrainingArguments rejects a combination of values
+            unused = re.match(r"Some specified arguments are not used by the HfArgumentParser: (.*)", str(err))
+            if unused:
+                raise CardtuneError(f"unknown option(s) {unused.group(1)} (see --help)") from None
             raise CardtuneError(f"invalid training arguments (card {card.path.name} + command line): {err}") from None
         from pipelines import hardware
+        from pipelines.training import option_checks
 
+        option_checks.check(card, run_args, training_args, argv)
         problem = hardware.launcher_problem()
         if problem:
             raise CardtuneError(problem)
         publish = hub_request(run_args, training_args)
+        from pipelines.reporting import run_lock
         from pipelines.training.run import run_task
 
         log.info("task %s from %s; output directory %s", card.name, card.path, training_args.output_dir)
-        summary = run_task(card, run_args, training_args)
-        if publish and summary:  # summary is empty on the non-main processes of a distributed run
-            publish_outputs(training_args.output_dir, *publish)
+        with run_lock.hold(training_args.output_dir, enabled=training_args.process_index == 0):
+            summary = run_task(card, run_args, training_args)
+            if publish and summary:  # summary is empty on the non-main processes of a distributed run
+                publish_outputs(training_args.output_dir, *publish)
         return 0
     except CardtuneError as err:
         return fail(err)
+    except KeyboardInterrupt as err:
+        print(redact(interrupted(err, argv)), file=sys.stderr)
+        return 130
+
+
+def interrupted(err: KeyboardInterrupt, argv: list[str]) -> str:
+    """Where a Ctrl-C stopped the run and how to continue it."""
+    if getattr(err, "step", None) is None:  # not inside trainer.train: nothing to resume from
+        return "interrupted: no new outputs were published (an earlier complete run, if any, is unchanged)"
+    stopped = f"interrupted at step {err.step} of {err.max_steps} (epoch {err.epoch:.2f})"
+    if err.complete is None:
+        return f"{stopped}; no checkpoint was complete yet: rerun the same command to start over"
+    return (f"{stopped}; {err.complete.name} in {err.output_dir} is complete: continue with "
+            f"`{resume_command('run.py', argv)}`")
 
 
 def hub_request(run_args: RunArgs, training_args: TrainingArguments) -> tuple[str, bool, str | None] | None:
@@ -166,7 +193,8 @@ def publish_outputs(output_dir: str, repo_id: str, private: bool, dry_run: str |
         print("\n".join(hub.publish(output_dir, repo_id, private, dry_run)))
     except HubError as err:
         retry = f"python scripts/push.py {output_dir} --hub-model-id {repo_id}" + (" --hub-private" if private else "")
-        retry += f" --hub-dry-run {dry_run}" if dry_run else ""
+        refused = bool(dry_run) and str(dry_run) in str(err)  # the folder itself was the problem: name another
+        retry += f" --hub-dry-run {'NEW_EMPTY_FOLDER' if refused else dry_run}" if dry_run else ""
         raise HubError(f"{err}; the outputs in {output_dir} are complete: retry with `{retry}`") from None
 
 

@@ -78,7 +78,7 @@ def test_all_problems_reported_at_once_with_did_you_mean(tmp_path):
     assert "max_length: expected an integer from 8 to 8192, got the string 'long'" in msg
     assert f"select_by: expected one of {list(METRICS)}, got the string 'mmc' (did you mean `mcc`?)" in msg
     assert ("defaults.learning_rate: expected a number, got the string '2e-5' "
-            "(YAML reads 2e-5 as a string: write it as 2e-05)") in msg
+            "(YAML reads 2e-5 as a string: write it as 2.0e-5)") in msg
     assert ("defaults.num_train_epoch: not a TrainingArguments key or cardtune option "
             "(did you mean `num_train_epochs`?)") in msg
 

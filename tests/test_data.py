@@ -94,7 +94,7 @@ def test_empty_and_nan_text_are_errors_unless_dropped(tmp_path):
 def test_undecodable_file_names_the_encoding(tmp_path):
     card, data = _card(tmp_path, toy_rows(4), toy_rows(4))
     (data / "train.csv").write_bytes("text,label\n영화 좋다,pos\n".encode("cp949"))
-    with pytest.raises(DataError, match=r"train.csv: cannot decode byte 0x\w\w at position \d+ as utf-8-sig; "
+    with pytest.raises(DataError, match=r"train.csv: cannot decode byte 0xbf in data row 1 \(line 2\) as utf-8-sig; "
                                         r"set `encoding` in the card's dataset.local"):
         load_splits(card, data)
 

@@ -211,7 +211,7 @@ def test_undecodable_bytes_name_the_encoding(carded_model, tmp_path, capsys):
     base = ["--model", str(carded_model), "--input", str(source), "--output", str(out), "--chunk-size", "512"]
     assert main(base) == 2
     line = _error_line(capsys)
-    assert "cannot decode byte 0xe9 as UTF-8 (with or without BOM) (after data row 1024)" in line
+    assert "cannot decode byte 0xe9 in data row 2001 (line 2002) as UTF-8 (with or without BOM)" in line
     assert "--encoding" in line and not out.exists()  # the rows done stay in out.csv.partial only
     assert main(base + ["--encoding", "latin-1", "--no-probs"]) == 0
     header, *body = _read(out)

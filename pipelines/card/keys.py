@@ -76,7 +76,7 @@ def _settings(value: Any, path: str, problems: list) -> dict[str, Any] | None:
             problems.append(f"{where}: not a TrainingArguments key or cardtune option{hint}")
         elif not s.type_matches(val, hints[name]):
             number = _numeric_string(val)
-            tip = f" (YAML reads {val} as a string: write it as {number!r})" if number is not None else ""
+            tip = f" (YAML reads {val} as a string: write it as {yaml_float(number)})" if number is not None else ""
             problems.append(f"{where}: expected {s.describe_type(hints[name])}, got {s.show(val)}{tip}")
     return dict(value)
 
@@ -89,6 +89,17 @@ def _numeric_string(val: Any) -> float | None:
         return float(val)
     except ValueError:
         return None
+
+
+def yaml_float(number: float) -> str:
+    """`number` spelled so that YAML reads a float: a dot in the mantissa and a signed exponent
+    (2e-05 is a string to YAML's float rule; 2.0e-5 is a number)."""
+    text = repr(float(number))
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+    return f"{mantissa}e{int(exponent):+d}"
 
 
 @functools.lru_cache(maxsize=1)

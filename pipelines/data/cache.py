@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 import pipelines
 from pipelines.card.cards import TaskCard
-from pipelines.data import features
+from pipelines.data import cache_seal, features
 from pipelines.data.columns import column
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,33 @@ def cached_tokenize(
     if not enabled:
         return features.tokenize(splits, tokenizer, card, max_length, padded)
     path = cache_root() / fingerprint(card, splits, tokenizer, max_length, padded)
-    if (path / "dataset_dict.json").is_file():
-        log.info("reusing tokenized features from %s", path)
-        return datasets.load_from_disk(str(path))
+    if path.exists():
+        reused = _reuse(path)
+        if reused is not None:
+            return reused
     feats = features.tokenize(splits, tokenizer, card, max_length, padded)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         feats.save_to_disk(str(tmp))
+        cache_seal.seal(tmp)  # last: an entry without a matching checksum is never read
         os.replace(tmp, path)  # another process may have won the race: either copy is the same
     except OSError as err:
         log.warning("could not cache tokenized features in %s (%s); continuing without", path, err)
         shutil.rmtree(tmp, ignore_errors=True)
         return feats
     return datasets.load_from_disk(str(path))
+
+
+def _reuse(path: Path) -> datasets.DatasetDict | None:
+    """The cached entry if it is intact; a damaged one is removed (and rebuilt by the caller)."""
+    why = cache_seal.problem(path)
+    if why is None:
+        try:
+            feats = datasets.load_from_disk(str(path))
+            log.info("reusing tokenized features from %s", path)
+            return feats
+        except Exception as err:  # noqa: BLE001 - pyarrow and datasets raise many types for a bad file
+            why = f"unreadable: {type(err).__name__}"
+    log.warning("tokenized features in %s are damaged (%s): tokenizing again", path, why)
+    cache_seal.discard(path)
+    return None

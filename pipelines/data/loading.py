@@ -194,16 +194,26 @@ def _map_labels(ds: datasets.Dataset, card: TaskCard, split: str, where: str) ->
         return ds  # an unlabelled test split: predictions only
     lookup = _label_lookup(card)
     drop = set(card.drop_labels)
-    keep, ids, unknown = [], [], {}
+    keep, ids, unknown, empty = [], [], {}, []
     for i, value in enumerate(columns.column(ds, card.label_column)):
         key = raw_key(value)
         if key in drop:
+            continue
+        if value is None or not key.strip():
+            empty.append(i + 1)
             continue
         if key not in lookup:
             unknown.setdefault(key, i + 1)
             continue
         keep.append(i)
         ids.append(lookup[key])
+    if empty:
+        rows = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+        raise DataError(
+            f"split '{split}' of {where}: empty label in data row{'s' if len(empty) > 1 else ''} {rows} "
+            f"(column `{card.label_column}`); fill {'them' if len(empty) > 1 else 'it'} in, or drop such rows with "
+            f"`drop_empty: {{columns: [{card.label_column}]}}` in `preprocess` of {card.path.name}"
+        )
     if unknown:
         shown = ", ".join(f"{k!r} (data row {r})" for k, r in list(unknown.items())[:5])
         raise DataError(

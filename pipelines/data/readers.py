@@ -11,7 +11,10 @@ import datasets
 import pandas as pd
 
 from pipelines.card.keys import LocalSource
+from pipelines.data import bad_bytes
 from pipelines.errors import DataError
+
+_SEPS = {"csv": ",", "tsv": "\t"}
 
 
 def read_table(path: Path, spec: LocalSource) -> datasets.Dataset:
@@ -20,8 +23,10 @@ def read_table(path: Path, spec: LocalSource) -> datasets.Dataset:
     try:
         frame = _READERS[fmt](path, spec)
     except UnicodeDecodeError as err:
+        bad = bad_bytes.locate(path, spec.encoding, _SEPS[fmt], spec.header) if fmt in _SEPS else None
+        where = bad.where(spec.header) if bad else f"at position {err.start}"
         raise DataError(
-            f"{path}: cannot decode byte 0x{err.object[err.start]:02x} at position {err.start} as "
+            f"{path}: cannot decode byte 0x{bad.value if bad else err.object[err.start]:02x} {where} as "
             f"{spec.encoding}; set `encoding` in the card's dataset.local (e.g. cp949 or latin-1)"
         ) from None
     except (OSError, ValueError, json.JSONDecodeError, pd.errors.ParserError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -46,6 +47,14 @@ def _hint(name: str, online: bool) -> str:
     return "not a local directory and not in the Hugging Face cache; pass a local path, or --online to download it"
 
 
+def _damaged(err: Exception) -> str | None:
+    """A cut or corrupt weights file: say so (the generic hint would send the user looking elsewhere)."""
+    if not isinstance(err, SafetensorError):
+        return None
+    first = (str(err).strip().splitlines() or ["unreadable"])[0]
+    return f"its weights file is damaged ({first}); copy it again from a good source, or retrain"
+
+
 def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenizerBase:
     """Load the (fast) tokenizer of a model id or directory."""
     path = resolve(name)
@@ -85,9 +94,10 @@ def load_model(
             **labels,
             **extra,
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
-        raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
+        why = _damaged(err) or _hint(path, online)
+        raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {why}") from None
 
 
 def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -100,7 +110,7 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerB
         if pooled_classifier.is_custom(path):
             return pooled_classifier.load(path).eval(), tokenizer
         clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
-        raise ModelError(f"cannot load the model in {path}: {_hint(str(path), False)}") from None
+        raise ModelError(f"cannot load the model in {path}: {_damaged(err) or _hint(str(path), False)}") from None
     return clf.eval(), tokenizer

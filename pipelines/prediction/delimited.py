@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from pipelines.data import bad_bytes
 from pipelines.errors import DataError
 
 TSV_SUFFIXES = (".tsv", ".tab")
@@ -47,28 +48,33 @@ def _options(sep: str, encoding: str) -> dict:
 def read_columns(path: Path, sep: str, encoding: str) -> list[str]:
     """The header row's column names, exactly as written."""
     try:
-        return list(_guarded(path, encoding, 0, lambda: pd.read_csv(path, nrows=0, **_options(sep, encoding))).columns)
+        header = _guarded(path, encoding, 0, lambda: pd.read_csv(path, nrows=0, **_options(sep, encoding)), sep)
+        return list(header.columns)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty; expected a header row naming the columns") from None
 
 
-def chunks(path: Path, sep: str, encoding: str, size: int, skip: int = 0) -> Iterator[pd.DataFrame]:
-    """Data rows in chunks of `size`, the first `skip` rows left out (for --resume)."""
-    reader = _guarded(path, encoding, 0, lambda: pd.read_csv(path, chunksize=size, **_options(sep, encoding)))
+def chunks(path: Path, sep: str, encoding: str, size: int, skip: int = 0,
+           skipped: Callable[[pd.DataFrame], None] | None = None) -> Iterator[pd.DataFrame]:
+    """Data rows in chunks of `size`, the first `skip` rows left out (for --resume) and handed to
+    `skipped`, if given, so that --resume can check they are the rows it read before."""
+    reader = _guarded(path, encoding, 0, lambda: pd.read_csv(path, chunksize=size, **_options(sep, encoding)), sep)
     seen = 0
     with reader:
         while True:
             try:
-                frame = _guarded(path, encoding, seen, lambda: next(reader))
+                frame = _guarded(path, encoding, seen, lambda: next(reader), sep)
             except StopIteration:
                 return
             start = max(0, skip - seen)
             seen += len(frame)
+            if start and skipped is not None:
+                skipped(frame.iloc[:start])
             if start < len(frame):
                 yield frame.iloc[start:] if start else frame
 
 
-def _guarded(path: Path, encoding: str, seen: int, read):
+def _guarded(path: Path, encoding: str, seen: int, read, sep: str = ","):
     """Run one pandas read, turning its failures into one-line DataErrors."""
     try:
         with warnings.catch_warnings():
@@ -76,17 +82,21 @@ def _guarded(path: Path, encoding: str, seen: int, read):
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return read()
     except UnicodeDecodeError as err:
+        bad = bad_bytes.locate(path, encoding, sep)
+        where = f"{bad.where()} " if bad else f"after data row {seen} "
+        value = bad.value if bad else err.object[err.start]
         raise DataError(
-            f"{path}: cannot decode byte 0x{err.object[err.start]:02x} as {describe_encoding(encoding)} "
-            f"(after data row {seen}); pass the file's encoding with --encoding (e.g. cp949, latin-1)"
+            f"{path}: cannot decode byte 0x{value:02x} {where}as {describe_encoding(encoding)}; "
+            "pass the file's encoding with --encoding (e.g. cp949, latin-1)"
         ) from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
         first = str(err).strip().splitlines()[0]
         raise DataError(f"{path}: not a well-formed delimited file ({first}); check --sep and quoting") from None
 
 
-def to_text(rows: list[list[str]], sep: str) -> str:
-    """Rows as delimited text; TSV is written without quoting, the way it was read."""
+def to_text(rows: list[list[str]], sep: str, first_row: int = 1, columns: tuple[str, ...] = ()) -> str:
+    """Rows as delimited text; TSV is written without quoting, the way it was read. `first_row` and
+    `columns` only name the culprit when a cell cannot be written."""
     buf = io.StringIO()
     if sep == "\t":
         writer = csv.writer(buf, delimiter=sep, quoting=csv.QUOTE_NONE, quotechar=None, lineterminator="\n")
@@ -95,6 +105,17 @@ def to_text(rows: list[list[str]], sep: str) -> str:
     try:
         writer.writerows(rows)
     except csv.Error:
-        raise DataError(
-            "a cell holds a tab or a line break, which TSV output cannot keep; write a .csv instead") from None
+        row, col = _unwritable(rows, sep)
+        name = f" `{columns[col]}`" if col < len(columns) else ""
+        raise DataError(f"data row {first_row + row}: column{name} holds a tab or a line break, which TSV output "
+                        "cannot keep; write a .csv output instead, or remove it from the input") from None
     return buf.getvalue()
+
+
+def _unwritable(rows: list[list[str]], sep: str) -> tuple[int, int]:
+    """(row, column) index of the first cell unquoted TSV cannot hold."""
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            if any(c in str(cell) for c in (sep, "\n", "\r")):
+                return i, j
+    return 0, len(rows[0]) if rows else 0

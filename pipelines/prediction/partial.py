@@ -18,7 +18,7 @@ from pipelines.errors import DataError
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the state records a digest of the input rows consumed
 
 
 class PartialOutput:
@@ -51,12 +51,13 @@ class PartialOutput:
     def write(self, text: str) -> None:
         self._fh.write(text.encode("utf-8"))
 
-    def commit(self, rows_done: int, counters: dict[str, Any]) -> None:
-        """Record that every row up to `rows_done` is on disk (call after each complete chunk)."""
+    def commit(self, rows_done: int, counters: dict[str, Any], consumed: str | None = None) -> None:
+        """Record that every row up to `rows_done` is on disk (call after each complete chunk);
+        `consumed` is the digest of the input rows read so far."""
         self._fh.flush()
         os.fsync(self._fh.fileno())
         state = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "rows_done": rows_done,
-                 "bytes": self._fh.tell(), "counters": counters}
+                 "bytes": self._fh.tell(), "counters": counters, "consumed": consumed}
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         tmp.write_text(json.dumps(state), encoding="utf-8")
         os.replace(tmp, self.state_path)
@@ -66,6 +67,26 @@ class PartialOutput:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def salvage(self) -> int:
+        """After a failed write (a full disk): keep only what --resume can use, and free the rest.
+        Returns the rows kept; with none, the partial and state files are removed."""
+        try:
+            self.close()
+        except OSError:  # flushing the buffer hits the same full disk: the state never counted it
+            self._fh = None
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            kept, size = int(state["rows_done"]), int(state["bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            kept, size = 0, 0
+        if kept:
+            os.truncate(self.partial, size)
+        else:
+            self.partial.unlink(missing_ok=True)
+            self.state_path.unlink(missing_ok=True)
+        self.state_path.with_name(self.state_path.name + ".tmp").unlink(missing_ok=True)
+        return kept
 
     def finish(self) -> None:
         """All rows written: move the partial file to its final name and drop the state."""

@@ -18,14 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipelines import filesystem
 from pipelines.card.cards import load_card
 from pipelines.data import features
 from pipelines.errors import DataError, ModelError
 from pipelines.evaluation import metrics
 from pipelines.modeling.loading import load_trained
 from pipelines.prediction import delimited as tables
+from pipelines.prediction.consumed import ConsumedRows
 from pipelines.prediction.partial import PartialOutput
 from pipelines.prediction.progress import Progress
+from pipelines.reporting import run_id, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ class Classifier:
 
     def __init__(self, model_dir: str | Path, device: str | None = None) -> None:
         self.path = Path(model_dir)
+        run_lock.refuse_if_busy(self.path, "predicting with it")
+        self.run_id = run_id.verify(self.path)  # a folder mixing two runs' files (a publish cut short) is refused
         self.model, self.tokenizer = load_trained(self.path)
         features.check_fast(self.tokenizer, str(self.path))
         config = self.model.config
@@ -161,20 +166,32 @@ def predict_file(
     clf = Classifier(model_dir, opts.device)
     plan = _plan(clf, source, target, opts)
     out = PartialOutput(target, _fingerprint(clf, source, plan))
-    state = out.open(opts.resume)
+    with filesystem.writing(target.parent, f"write {out.partial.name}"):
+        state = out.open(opts.resume)
     tally = Tally(**state["counters"]) if state else Tally(confusion=[[0] * len(clf.labels) for _ in clf.labels])
     resumed_from, clock = tally.rows, time.perf_counter()
+    consumed = ConsumedRows(source, state and state.get("consumed"), resumed_from)
     log.info("predicting %s with %s on %s: text %s, max_length %d, batch size %d", source, clf.path,
              clf.device, list(plan.text_columns), plan.max_length, plan.batch_size)
     progress = Progress(source, resumed_from, opts.progress)
     try:
         if state is None:
             out.write(tables.to_text([list(plan.header)], plan.out_sep))
-            out.commit(0, asdict(tally))
-        for frame in tables.chunks(source, plan.sep, plan.encoding, plan.chunk_size, skip=resumed_from):
-            out.write(tables.to_text(_chunk_rows(clf, frame, plan, tally), plan.out_sep))
-            out.commit(tally.rows, asdict(tally))  # only now do these rows count as done
+            out.commit(0, asdict(tally), consumed.digest())
+        for frame in tables.chunks(source, plan.sep, plan.encoding, plan.chunk_size, resumed_from, consumed.add):
+            consumed.add(frame)
+            rows = _chunk_rows(clf, frame, plan, tally)
+            out.write(tables.to_text(rows, plan.out_sep, tally.rows - len(rows) + 1, plan.header))
+            out.commit(tally.rows, asdict(tally), consumed.digest())  # only now do these rows count as done
             progress.update(tally.rows)
+        consumed.check(at_end=True)
+    except Exception as err:
+        if not filesystem.is_write_failure(err):
+            raise
+        kept = out.salvage()
+        after = (f"the first {kept} rows are kept: free some space, then rerun with --resume" if kept
+                 else "nothing was kept")
+        raise filesystem.WriteError.of(err, target.parent, f"write {out.partial.name}", after) from None
     finally:
         progress.close()
         out.close()
@@ -225,11 +242,11 @@ def _text_columns(clf: Classifier, opts: PredictOptions) -> tuple[str, ...]:
 
 def _fingerprint(clf: Classifier, source: Path, plan: _Plan) -> dict[str, Any]:
     """What must not change between an interrupted run and its --resume (batching may)."""
-    stat = source.stat()
     settings = {k: v for k, v in asdict(plan).items() if k not in ("batch_size", "chunk_size")}
-    fingerprint = {"input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-                   "model": str(clf.path.resolve()), "model_mtime_ns": (clf.path / "config.json").stat().st_mtime_ns,
-                   **settings}
+    # The input's content is checked row by row on resume (ConsumedRows): an edit of the rows already
+    # predicted is refused, an appended row is simply predicted.
+    fingerprint = {"input": str(source.resolve()), "model": str(clf.path.resolve()),
+                   "model_run": clf.run_id or (clf.path / "config.json").stat().st_mtime_ns, **settings}
     return json.loads(json.dumps(fingerprint))  # tuples -> lists, as the state file will hold them
 
 

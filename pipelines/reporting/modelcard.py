@@ -16,7 +16,7 @@ import yaml
 
 from pipelines.errors import HubError
 from pipelines.evaluation.metrics import METRICS
-from pipelines.reporting import tables
+from pipelines.reporting import run_id, tables
 
 PIPELINE_TAG = "text-classification"
 # metrics.json key -> (model-index metric type known to the Hub, display name); the loss is not a card metric
@@ -49,6 +49,7 @@ class RunFiles:
 def read_run(out_dir: Path) -> RunFiles:
     """Read what the card needs (metrics.json, task_card.yaml, config.json; run_config.json, epochs.md)."""
     epochs = out_dir / "epochs.md"
+    run_id.verify(out_dir)  # never describe a folder that mixes two runs
     return RunFiles(
         metrics=_load(out_dir / "metrics.json", json.loads),
         card=_load(out_dir / "task_card.yaml", yaml.safe_load),
@@ -207,6 +208,7 @@ def _hyperparameters(run: RunFiles) -> str:
     # Values as text: the table would print 2e-5 as 0.0000 (it rounds floats to 4 decimals).
     rows = [{"setting": label, "value": _show(args[key])} for key, label in HYPERPARAMETERS if key in args]
     train = run.metrics.get("train") or {}
+    _actual_epochs(rows, args, train)
     if "effective_batch_size" in train:
         rows.append({"setting": "effective batch size", "value": train["effective_batch_size"]})
     if run.run_config.get("max_length"):
@@ -216,6 +218,17 @@ def _hyperparameters(run: RunFiles) -> str:
     versions = ", ".join(f"{k} {run.run_config[k]}" for k in ("cardtune", "transformers") if k in run.run_config)
     trained_with = f"\n\nTrained with {versions}." if versions else ""
     return "## Hyperparameters\n\n" + tables.markdown_table(rows) + trained_with
+
+
+def _actual_epochs(rows: list[dict[str, Any]], args: dict[str, Any], train: dict[str, Any]) -> None:
+    """--max_steps can stop training before the configured epochs: the card states what was trained."""
+    trained, max_steps = train.get("epochs_trained"), args.get("max_steps") or -1
+    planned = args.get("num_train_epochs")
+    if trained is None or max_steps <= 0 or not isinstance(planned, (int, float)) or trained >= planned:
+        return
+    for row in rows:
+        if row["setting"] == "epochs":
+            row["value"] = f"{trained:g} (max_steps {max_steps} stopped training; {planned:g} configured)"
 
 
 def _show(value: Any) -> str:

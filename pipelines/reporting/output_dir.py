@@ -22,7 +22,7 @@ from pipelines.data.loading import LoadedData
 from pipelines.evaluation import diagnostics
 from pipelines.modeling import loading as model
 from pipelines.modeling import offline
-from pipelines.reporting import plots, staging, tables
+from pipelines.reporting import plots, run_id, staging, tables
 from pipelines.reporting.summary import metrics_summary, summary_markdown
 from pipelines.training.loop import TrainResult
 
@@ -48,9 +48,12 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
     out = Path(args.output_dir)
     stage = staging.staging_dir(out)
     trainer = result.trainer
+    rid = run_id.new_run_id()  # in every file of the run: a folder mixing two runs is detectable
+    trainer.model.config.cardtune_run_id = rid
     trainer.model.save_pretrained(stage)
     trainer.processing_class.save_pretrained(stage)
-    header = f"# Resolved task card '{card.name}' (from {card.path}), saved by cardtune {pipelines.__version__}\n"
+    header = run_id.card_header(rid)
+    header += f"# Resolved task card '{card.name}' (from {card.path}), saved by cardtune {pipelines.__version__}\n"
     (stage / "task_card.yaml").write_text(
         header + yaml.safe_dump(card.to_dict(), allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
     rows = tables.epoch_rows(result.history)
@@ -70,8 +73,8 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
     validation = result.validation
     alarm = diagnostics.validation_alarm(validation.labels, validation.preds, card.labels,
                                          column(feats["train"], "label"), _language_causes(card, run))
-    summary = metrics_summary(card, run, args, data, feats, result, rows, alarm, params)
-    tables.write_json(stage / "run_config.json", run_config(run, args, card))
+    summary = {"run_id": rid, **metrics_summary(card, run, args, data, feats, result, rows, alarm, params)}
+    tables.write_json(stage / "run_config.json", {"run_id": rid, **run_config(run, args, card)})
     (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")
     tables.write_json(stage / "metrics.json", summary)
     staging.publish(stage, out)

@@ -1,11 +1,17 @@
 """Staged outputs: every artefact is written into a hidden staging folder first and moved into
-place by `publish`, so an output directory never holds a half-written report."""
+place by `publish`, so an output directory never holds a half-written report. The previous run's
+metrics.json and run.json go first and the new ones come last (see `run_id`), so a run killed
+between two renames leaves a folder that is visibly incomplete, never one that looks complete."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+from pipelines.reporting import run_id
 
 ARTEFACTS = (
     "metrics.json", "epochs.csv", "epochs.md", "learning_curve.png", "test_predictions.csv",
@@ -23,12 +29,26 @@ def staging_dir(output_dir: Path) -> Path:
     return stage
 
 
+@contextlib.contextmanager
+def discarded_on_failure(output_dir: str | Path) -> Iterator[None]:
+    """Remove this process's staging folder if the block fails or is interrupted: no leftovers."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(Path(output_dir) / f".staging-{os.getpid()}", ignore_errors=True)
+        raise
+
+
 def publish(stage: Path, output_dir: Path) -> None:
     """Move every staged file into `output_dir`; stale artefacts of an earlier run are removed."""
-    for name in ARTEFACTS:
+    run_id.seal(stage)
+    stale = {*ARTEFACTS, *run_id.listed(output_dir)}
+    for marker in (run_id.METRICS, run_id.MANIFEST):  # from here until the end the folder reads as incomplete
+        (output_dir / marker).unlink(missing_ok=True)
+    for name in sorted(stale):
         if not (stage / name).exists() and (output_dir / name).exists():
             (output_dir / name).unlink()
-    for item in sorted(stage.iterdir(), key=lambda p: p.name == "metrics.json"):
+    last = (run_id.MANIFEST, run_id.METRICS)
+    for item in sorted(stage.iterdir(), key=lambda p: last.index(p.name) + 1 if p.name in last else 0):
         os.replace(item, output_dir / item.name)  # metrics.json last: its presence means complete
     stage.rmdir()
-

@@ -12,7 +12,7 @@ from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
 from pipelines.modeling import loading as model
-from pipelines.reporting import staging, tables
+from pipelines.reporting import run_id, staging, tables
 from pipelines.training.loop import TrainResult
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
 def _train_figures(args: TrainingArguments, rows: list[dict], result: TrainResult) -> dict[str, Any]:
     return {
         "epochs": len(rows),
+        # below num_train_epochs when --max_steps stopped training earlier
+        "epochs_trained": round(float(result.trainer.state.epoch or 0.0), 4),
+        "steps": result.trainer.state.global_step,
         "runtime_s": round(result.train_metrics.get("train_runtime", 0.0), 2),
         "samples_per_second": result.train_metrics.get("train_samples_per_second"),
         "train_loss": result.train_metrics.get("train_loss"),
@@ -104,7 +107,7 @@ def write_seed_summary(card: TaskCard, out: Path, per_seed: dict[int, dict[str, 
     stats = {split: seed_statistics(per_seed, split) for split in ("validation", "test")}
     alarms = {seed: s["alarm"] for seed, s in per_seed.items() if s.get("alarm")}
     summary = {
-        "task": card.name, "select_by": card.select_by, "seeds": list(per_seed),
+        "run_id": run_id.new_run_id(), "task": card.name, "select_by": card.select_by, "seeds": list(per_seed),
         "runs": {str(seed): {"validation": s["validation"], "test": s["test"], "best_epoch": s["best_epoch"],
                              "folder": f"seed-{seed}"} for seed, s in per_seed.items()},
         "validation": stats["validation"], "test": stats["test"] or None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -17,8 +16,9 @@ from pipelines.card.cards import TaskCard
 from pipelines.card.options import RunArgs
 from pipelines.data import features
 from pipelines.data.columns import column
-from pipelines.errors import CardtuneError
 from pipelines.evaluation import metrics
+from pipelines.modeling import loading
+from pipelines.training import checkpoints
 from pipelines.training.callbacks import EpochTimer, LogCallback
 from pipelines.training.trainer import CardtuneTrainer, class_weights
 
@@ -92,22 +92,21 @@ def train(
     """Train, restore the best checkpoint, and predict validation (and test, if any) with it."""
     run = run or RunArgs()
     trainer = build_trainer(card, args, splits, model, tokenizer, run, [EpochTimer()])
-    output = trainer.train(resume_from_checkpoint=_checkpoint(args) if run.resume else None)
+    trainer.cardtune_fingerprint = checkpoints.fingerprint(card, run, args, splits, loading.resolve(run.model))
+    try:
+        output = trainer.train(resume_from_checkpoint=_checkpoint(args, trainer) if run.resume else None)
+    except KeyboardInterrupt:
+        raise checkpoints.interrupted(trainer) from None
     history = list(trainer.state.log_history)
+    output.metrics["train_loss"] = checkpoints.whole_train_loss(  # the Trainer's covers this session only
+        history, trainer._initial_global_step, output.metrics.get("train_loss"), trainer.state.global_step)
     validation = predict_split(trainer, splits["validation"], run.sort_eval, "eval")
     test = predict_split(trainer, splits["test"], run.sort_eval, "test") if "test" in splits else None
     return TrainResult(trainer, history, validation, test, dict(output.metrics))
 
 
-def _checkpoint(args: TrainingArguments) -> str:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    folder = Path(args.output_dir)
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
-        raise CardtuneError(f"--resume: no checkpoint-* folder in {folder}; run without --resume to start afresh")
-    log.info("resuming from %s", last)
-    return last
+def _checkpoint(args: TrainingArguments, trainer: Trainer) -> str:
+    return checkpoints.pick(args.output_dir, trainer.cardtune_fingerprint, remove_damaged=args.should_save)
 
 
 def predict_split(trainer: Trainer, ds: datasets.Dataset, sort: bool = True, prefix: str = "test") -> Predictions:

@@ -13,17 +13,19 @@ import datasets
 import transformers
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from pipelines import hardware
+from pipelines import filesystem, hardware
 from pipelines.card.cards import TaskCard
 from pipelines.card.options import RunArgs
-from pipelines.data import cache, features
+from pipelines.data import cache, features, label_coverage
 from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
 from pipelines.errors import CardtuneError
 from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
+from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
+from pipelines.training import checkpoints
 from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     log.info("model %s (%s)", choice.name, choice.reason)
     run = dataclasses.replace(run, model=choice.name)
     data = load_splits(card, run.data_dir, run.online)
+    label_coverage.check(data.splits, card, data.where)
     tokenizer = model.load_tokenizer(run.model, run.online)
     features.check_fast(tokenizer, run.model)
     max_length = run.max_length or card.max_length
@@ -93,8 +96,11 @@ def run_once(
     result = train(card, args, feats, classifier, tokenizer, run)
     if not result.trainer.is_world_process_zero():
         return {}
-    return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total,
-                                                             "freeze_word_embeddings": frozen_table, **context})
+    after = "nothing was published; once there is room, rerun with --resume"
+    with staging.discarded_on_failure(args.output_dir), filesystem.writing(args.output_dir, "write the run's outputs",
+                                                                           after):
+        return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total,
+                                                                 "freeze_word_embeddings": frozen_table, **context})
 
 
 def _freezes_word_embeddings(run: RunArgs) -> bool:
@@ -113,7 +119,13 @@ def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int], context
         seed_args.seed = seed
         seed_args.output_dir = str(Path(args.output_dir) / f"seed-{seed}")
         log.info("seed %d of %s -> %s", seed, seeds, seed_args.output_dir)
-        per_seed[seed] = run_once(card, run, seed_args, data, feats, tokenizer, context)
+        if run.resume and seed_args.should_save and run_id.finished(seed_args.output_dir) is not None:
+            log.info("--resume: seed %d already finished in %s; kept as it is", seed, seed_args.output_dir)
+            per_seed[seed] = run_id.finished(seed_args.output_dir)
+            continue
+        # --resume continues the seed that was interrupted; seeds not started yet start afresh
+        seed_run = dataclasses.replace(run, resume=run.resume and bool(checkpoints.checkpoints(seed_args.output_dir)))
+        per_seed[seed] = run_once(card, seed_run, seed_args, data, feats, tokenizer, context)
     if not any(per_seed.values()):
         return {}
     return write_seed_summary(card, Path(args.output_dir), per_seed)

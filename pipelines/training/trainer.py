@@ -12,6 +12,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pipelines.errors import CardtuneError
 from pipelines.modeling import freezing
+from pipelines.training import checkpoints
 
 
 class CardtuneTrainer(Trainer):
@@ -58,6 +59,10 @@ class CardtuneTrainer(Trainer):
             outputs.logits, labels, weight=weights, label_smoothing=self.args.label_smoothing_factor
         )
         return (loss, outputs) if return_outputs else loss
+
+    def _save_checkpoint(self, model, trial):
+        # A checkpoint counts only once recorded complete; a failed save leaves no half folder.
+        checkpoints.save_sealed(self, lambda: super(CardtuneTrainer, self)._save_checkpoint(model, trial))
 
     def create_optimizer(self, model=None):
         if self._lr_decay == 1.0 or self.optimizer is not None:

@@ -1,0 +1,227 @@
+"""Checkpoints that prove what they are: complete, undamaged, and from this run.
+
+Every checkpoint cardtune saves gets `cardtune_checkpoint.json`, written last: a fingerprint of
+what decides the result (card, tokenized data, base model, result-changing settings) and the size
+and SHA-256 of each file. A save cut short (full disk, Ctrl-C, kill) has no record, or a record
+its files do not match, and `--resume` skips it; a checkpoint of another run is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+from transformers import Trainer, TrainingArguments
+
+from pipelines.card.cards import TaskCard
+from pipelines.card.options import RunArgs
+from pipelines.errors import CardtuneError
+from pipelines.filesystem import WriteError, is_write_failure, sha256
+
+log = logging.getLogger(__name__)
+
+RECORD = "cardtune_checkpoint.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Card keys that only describe the task; changing them changes no result.
+CARD_NOTES = ("description", "recommended_model", "license")
+# Run options and TrainingArguments that change where things go or how they are shown, not the model.
+RUN_IGNORED = frozenset({"task", "list_tasks", "list_models", "data_dir", "model", "online", "keep_checkpoints",
+                         "hub_dry_run", "resume", "threads", "sort_eval", "cache_features", "seeds"})
+ARGS_IGNORED = frozenset({
+    "output_dir", "resume_from_checkpoint", "run_name", "project", "report_to", "disable_tqdm", "log_level",
+    "log_level_replica", "log_on_each_node", "logging_first_step", "logging_nan_inf_filter", "logging_steps",
+    "logging_strategy", "push_to_hub", "save_total_limit", "save_on_each_node", "dataloader_num_workers",
+    "dataloader_persistent_workers", "dataloader_pin_memory", "dataloader_prefetch_factor",
+    "dataloader_multiprocessing_context", "per_device_eval_batch_size", "eval_accumulation_steps",
+    "eval_do_concat_batches", "eval_use_gather_object", "batch_eval_metrics", "skip_memory_metrics", "ddp_timeout",
+    "ddp_bucket_cap_mb", "local_rank", "debug", "include_num_input_tokens_seen", "torch_empty_cache_steps",
+    "use_cpu", "do_train", "do_eval", "do_predict", "restore_callback_states_from_checkpoint",
+})
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with where it stopped and what can be resumed."""
+
+    def __init__(self, step: int, max_steps: int, epoch: float, output_dir: str, complete: Path | None) -> None:
+        super().__init__(f"interrupted at step {step} of {max_steps}")
+        self.step, self.max_steps, self.epoch = step, max_steps, epoch
+        self.output_dir, self.complete = output_dir, complete
+
+
+def fingerprint(card: TaskCard, run: RunArgs, args: TrainingArguments, splits: datasets.DatasetDict,
+                model_path: str) -> dict[str, Any]:
+    """What a checkpoint must share with a run that resumes it."""
+    card_data = {k: v for k, v in card.to_dict().items() if k not in CARD_NOTES}
+    settings = {k: v for k, v in asdict(run).items() if k not in RUN_IGNORED}
+    settings.update({k: v for k, v in args.to_dict().items() if k not in ARGS_IGNORED and "token" not in k})
+    settings["world_size"] = max(1, args.world_size)  # the effective batch size depends on it
+    return {"card": _digest(card_data), "data": _features_digest(splits), "model": _model_digest(model_path),
+            "settings": json.loads(json.dumps(settings, default=str))}
+
+
+def save_sealed(trainer: Trainer, save: Callable[[], None]) -> None:
+    """Run the Trainer's checkpoint save, then record it; a save that fails leaves no half checkpoint."""
+    folder = Path(trainer._get_output_dir(None)) / f"checkpoint-{trainer.state.global_step}"
+    try:
+        save()
+        if trainer.args.should_save:
+            seal(folder, getattr(trainer, "cardtune_fingerprint", None) or {})
+    except BaseException as err:
+        if trainer.args.should_save:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(err, Exception) and is_write_failure(err):
+            done = last_complete(folder.parent)
+            after = (f"{done.name} is complete: continue with --resume" if done else "no checkpoint is complete")
+            raise WriteError.of(err, folder, f"save {folder.name}", after + " once there is room") from None
+        raise
+
+
+def seal(folder: Path, fp: dict[str, Any]) -> None:
+    """Write the record of a complete checkpoint (atomically, after every file is on disk)."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(RECORD)):
+        files[str(path.relative_to(folder))] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
+    tmp = folder / f"{RECORD}.tmp"
+    tmp.write_text(json.dumps({"fingerprint": fp, "files": files}, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / RECORD)
+
+
+def problem(folder: Path) -> str | None:
+    """Why `folder` is not a complete checkpoint (None when it is)."""
+    try:
+        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        files = record["files"]
+    except FileNotFoundError:
+        return f"no {RECORD}: its save was cut short, or an older cardtune wrote it"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{RECORD} is unreadable"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} is cut or changed ({size} bytes, {expected['bytes']} saved)"
+        if sha256(path) != expected["sha256"]:
+            return f"{name} is corrupt (its content changed after the save)"
+    return None
+
+
+def changes(folder: Path, fp: dict[str, Any]) -> list[str]:
+    """What differs between the run that saved `folder` and the fingerprint `fp`."""
+    saved = json.loads((folder / RECORD).read_text(encoding="utf-8")).get("fingerprint") or {}
+    changed = [part for part in ("card", "data", "model") if saved.get(part) != fp.get(part)]
+    old, new = saved.get("settings") or {}, fp.get("settings") or {}
+    return changed + sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """checkpoint-N folders, newest (highest step) first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)), reverse=True)
+
+
+def last_complete(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint that is complete and intact."""
+    return next((c for c in checkpoints(output_dir) if problem(c) is None), None)
+
+
+def pick(output_dir: str | Path, fp: dict[str, Any], remove_damaged: bool = True) -> str:
+    """The checkpoint `--resume` continues: the newest intact one, if it belongs to this run.
+
+    Newer damaged checkpoints are removed (the run saves those steps again), saying so."""
+    folder = Path(output_dir)
+    found = checkpoints(folder)
+    if not found:
+        raise CardtuneError(f"--resume: no checkpoint-* folder in {folder}; run without --resume to start afresh")
+    damaged = []
+    for ckpt in found:
+        why = problem(ckpt)
+        if why:
+            damaged.append((ckpt, why))
+            continue
+        changed = changes(ckpt, fp)
+        if changed:
+            raise CardtuneError(
+                f"--resume: {ckpt.name} in {folder} was saved by a run with other settings or inputs (changed: "
+                f"{', '.join(changed[:8])}): resuming would mix two runs; use the same card, data, model and "
+                "settings, or run without --resume to start afresh")
+        for bad, bad_why in damaged:
+            log.warning("%s is damaged (%s): removing it and resuming from %s instead", bad, bad_why, ckpt.name)
+            if remove_damaged:
+                shutil.rmtree(bad, ignore_errors=True)
+        log.info("resuming from %s", ckpt)
+        return str(ckpt)
+    newest, why = damaged[0]
+    raise CardtuneError(f"--resume: {newest.name} in {folder} is damaged ({why}) and no earlier checkpoint is "
+                        "intact: delete it, or run without --resume")
+
+
+def interrupted(trainer: Trainer) -> TrainingInterrupted:
+    """What to tell the user after Ctrl-C in `trainer.train`."""
+    state, out = trainer.state, trainer.args.output_dir
+    return TrainingInterrupted(state.global_step, state.max_steps, state.epoch or 0.0, out, last_complete(out))
+
+
+def whole_train_loss(history: list[dict[str, Any]], first_step: int, session_loss: float | None,
+                     last_step: int) -> float | None:
+    """Mean training loss over every step, also after a resume (the Trainer's figure covers only the
+    steps of its own session): the logged losses before `first_step` are weighted by their steps."""
+    if not first_step or session_loss is None or last_step <= first_step:
+        return session_loss
+    done, total = 0, 0.0
+    for entry in sorted((e for e in history if "loss" in e and e.get("step", 0) <= first_step),
+                        key=lambda e: e["step"]):
+        total += entry["loss"] * (entry["step"] - done)
+        done = entry["step"]
+    if not done:
+        return session_loss
+    before = total / done
+    return (before * first_step + session_loss * (last_step - first_step)) / last_step
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _features_digest(splits: datasets.DatasetDict) -> str:
+    """A hash of the token ids and labels the model trains and selects on, independent of how
+    the Arrow data is chunked (fresh tokenization and the feature cache give the same hash)."""
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        table = splits[name].with_format("arrow")[:]
+        h.update(f"{name}:{table.num_rows}".encode())
+        for col in ("input_ids", "token_type_ids", "label"):
+            if col not in table.column_names:
+                continue
+            values = table.column(col).combine_chunks()
+            if hasattr(values, "flatten") and str(values.type).startswith(("list", "large_list")):
+                h.update(np.asarray(pc.list_value_length(values), dtype=np.int64).tobytes())
+                values = pc.list_flatten(values)
+            h.update(col.encode())
+            h.update(np.asarray(values, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _model_digest(model_path: str) -> str:
+    """The base model a run starts from: its config and weights (a Hub id not on disk: its name)."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return _digest(model_path)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in
+                                                                   (".safetensors", ".bin")))
+    return _digest({p.name: sha256(p) for p in files})

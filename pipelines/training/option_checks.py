@@ -1,0 +1,122 @@
+"""Every value of a run checked before any work starts, whether it came from the command line or a
+card's `defaults`: one line that names the option, the value and what is accepted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainingArguments
+
+from pipelines.card.cards import TaskCard
+from pipelines.card.options import RunArgs
+from pipelines.errors import CardtuneError
+from pipelines.modeling import loading, offline
+
+# option -> (lowest, highest, lowest included, highest included); None: no bound
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "max_length": (1, None, True, True),
+    "threads": (1, None, True, True),
+    "head_hidden": (1, None, True, True),
+    "trainable_layers": (1, None, True, True),
+    "early_stopping_patience": (1, None, True, True),
+    "classifier_dropout": (0, 1, True, False),
+    "layerwise_lr_decay": (0, 1, False, True),
+    "learning_rate": (0, None, True, True),
+    "num_train_epochs": (0, None, True, True),
+    "per_device_train_batch_size": (1, None, True, True),
+    "per_device_eval_batch_size": (1, None, True, True),
+    "gradient_accumulation_steps": (1, None, True, True),
+    "weight_decay": (0, None, True, True),
+    "warmup_steps": (0, None, True, True),
+    "label_smoothing_factor": (0, 1, True, False),
+    "max_grad_norm": (0, None, True, True),
+    "adam_beta1": (0, 1, True, False),
+    "adam_beta2": (0, 1, True, False),
+    "adam_epsilon": (0, None, False, True),
+    "seed": (0, 2**32 - 1, True, True),
+    "eval_steps": (0, None, False, True),
+    "save_steps": (0, None, False, True),
+    "logging_steps": (0, None, False, True),
+}
+
+
+def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]) -> None:
+    """Raise a `CardtuneError` for the first value no run could use."""
+    values = {**vars(run), **{k: getattr(args, k, None) for k in RANGES if hasattr(args, k)}}
+    for key, bounds in RANGES.items():
+        value = values.get(key)
+        if value is not None and not isinstance(value, bool):
+            problem = _out_of_range(value, *bounds)
+            if problem:
+                raise CardtuneError(f"{_source(key, card, argv)} {value}: {problem}")
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise CardtuneError(f"{_source('max_steps', card, argv)} {args.max_steps}: expected a whole number of steps, "
+                            "at least 1 (or -1: train for num_train_epochs)")
+    if args.max_steps == -1 and not args.num_train_epochs > 0:
+        raise CardtuneError(f"{_source('num_train_epochs', card, argv)} {args.num_train_epochs}: expected a number "
+                            "of epochs above 0 (or set --max_steps)")
+    _check_length(card, run, argv)
+
+
+def _out_of_range(value: Any, low: float | None, high: float | None, low_in: bool, high_in: bool) -> str | None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "expected a finite number"
+    too_low = low is not None and (value < low or (value == low and not low_in))
+    too_high = high is not None and (value > high or (value == high and not high_in))
+    if not (too_low or too_high):
+        return None
+    parts = []
+    if low is not None:
+        parts.append(f"{'at least' if low_in else 'above'} {_show(low)}")
+    if high is not None:
+        parts.append(f"{'at most' if high_in else 'below'} {_show(high)}")
+    kind = "a whole number" if isinstance(value, int) else "a number"
+    return f"expected {kind} of {' and '.join(parts)}"
+
+
+def _show(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _source(key: str, card: TaskCard, argv: list[str]) -> str:
+    """Where a value came from: the command line (as the user spelled the flag) or the card."""
+    spellings = {f"--{key}", f"--{key.replace('_', '-')}"}
+    given = next((a.split("=", 1)[0] for a in argv if a.split("=", 1)[0] in spellings), None)
+    if given:
+        return given
+    if key in card.defaults or (key == "max_length" and card.max_length):
+        where = "defaults." if key in card.defaults else ""
+        return f"card {card.path.name} `{where}{key}`"
+    return f"--{key}"
+
+
+def _check_length(card: TaskCard, run: RunArgs, argv: list[str]) -> None:
+    """The token limit against the model's: longer inputs would crash in the position embeddings."""
+    name = offline.choose(run.model, card.language).name  # the model the run will use (run.model may be unset)
+    limit = model_token_limit(name)
+    length = run.max_length or card.max_length
+    if limit is not None and length > limit:
+        source = _source("max_length", card, argv) if run.max_length else f"card {card.path.name} `max_length`"
+        raise CardtuneError(f"{source} {length} is more than model '{name}' takes "
+                            f"({limit} tokens); pass --max-length {limit} or less")
+
+
+def model_token_limit(name: str | None) -> int | None:
+    """The longest input a local model takes (its position table, or its tokenizer's limit if
+    lower); None when unknown here, e.g. a Hub model not downloaded yet (loading reports that)."""
+    try:
+        folder = Path(loading.resolve(name))
+    except CardtuneError:
+        return None
+    limits = []
+    for file, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / file).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and 0 < value < 1_000_000:  # an unset tokenizer limit reads as 1e30
+            limits.append(int(value))
+    return min(limits) if limits else None
