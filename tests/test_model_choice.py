@@ -80,3 +80,14 @@ def test_ko_emotion_xlsx_end_to_end_with_the_multilingual_model(tmp_path):
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert list(config["id2label"].values()) == list(card.labels)
     assert "multilingual-e5-small" in (out / "summary.md").read_text(encoding="utf-8")
+
+
+def test_a_model_without_fused_attention_falls_back_to_eager(tmp_path):
+    from transformers import MPNetConfig, MPNetModel
+
+    config = MPNetConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=40)
+    MPNetModel(config).save_pretrained(tmp_path)
+    clf = loading.load_model(load_card("cola"), str(tmp_path))
+    assert type(clf).__name__ == "MPNetForSequenceClassification"
+    assert clf.config._attn_implementation == "eager"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -79,25 +80,38 @@ def load_model(
     path = resolve(name)
     labels = {"num_labels": len(card.labels), "id2label": card.id2label,
               "label2id": {label: i for i, label in card.id2label.items()}}
+    build = functools.partial(_classifier, path, labels, online, head=head, head_hidden=head_hidden, dropout=dropout)
     try:
-        if not HEADS[head].is_models_own:
-            config = AutoConfig.from_pretrained(path, local_files_only=not online, **labels)
-            rate = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
-            return pooled_classifier.build(path, config, head, head_hidden, rate, attn_implementation, not online)
-        extra = {"classifier_dropout": dropout} if dropout is not None else {}
-        return AutoModelForSequenceClassification.from_pretrained(
-            path,
-            attn_implementation=attn_implementation,
-            # A checkpoint fine-tuned on another label set gets a fresh head instead of a crash.
-            ignore_mismatched_sizes=True,
-            local_files_only=not online,
-            **labels,
-            **extra,
-        )
+        try:
+            return build(attn_implementation)
+        except ValueError as err:  # e.g. MPNet: transformers has no sdpa attention for it
+            if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(err):
+                raise
+            log.info("model '%s' has no fused (sdpa) attention in transformers: using eager attention", name)
+            return build("eager")
     except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
         why = _damaged(err) or _hint(path, online)
         raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {why}") from None
+
+
+def _classifier(path: str, labels: dict, online: bool, attn_implementation: str | None, head: str,
+                head_hidden: int | None, dropout: float | None) -> nn.Module:
+    """The model's own sequence classifier, or an encoder under one of cardtune's heads."""
+    if not HEADS[head].is_models_own:
+        config = AutoConfig.from_pretrained(path, local_files_only=not online, **labels)
+        rate = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
+        return pooled_classifier.build(path, config, head, head_hidden, rate, attn_implementation, not online)
+    extra = {"classifier_dropout": dropout} if dropout is not None else {}
+    return AutoModelForSequenceClassification.from_pretrained(
+        path,
+        attn_implementation=attn_implementation,
+        # A checkpoint fine-tuned on another label set gets a fresh head instead of a crash.
+        ignore_mismatched_sizes=True,
+        local_files_only=not online,
+        **labels,
+        **extra,
+    )
 
 
 def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
