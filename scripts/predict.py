@@ -3,7 +3,7 @@
     python scripts/predict.py --model outputs/cola --input sentences.csv --output predictions.csv
     python scripts/predict.py --model my_model --input dev.tsv --output dev_pred.tsv --text-column sentence --label-column label
 
-    python scripts/predict.py --model outputs/cola --input big.csv --output pred.csv --int8   # CPU, ~2.5x faster
+    python scripts/predict.py --model outputs/cola --input big.csv --output pred.csv --int8   # CPU int8: see README
     accelerate launch --multi_gpu --num_processes 2 scripts/predict.py --model ... --input ... --output ...
 
 Every input column is kept as it was, in the original row order; added: `predicted`,
@@ -52,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive,
                    help="CPU threads (default: the cores other jobs leave free, checked every chunk)")
     precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", action="store_true", help="fp32 everywhere (default: bf16 on CPUs with AMX)")
+    precision.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CPUs with AMX)")
     precision.add_argument("--int8", action="store_true",
-                           help="dynamic int8 linear layers on the CPU: faster, labels agree >= 99%% with fp32 "
-                                "on our trained models (README), probabilities differ by up to a few 1e-2")
-    precision.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16/AMX, GPUs)")
+                           help="dynamic int8 in ONNX Runtime on the CPU (needs cardtune[onnx]): fast, but 2-3%% of "
+                                "labels differ from fp32 on our models (README)")
     return p
 
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,
         sep=args.sep, encoding=args.encoding, max_length=args.max_length, batch_size=args.batch_size,
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
-        precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32", threads=args.threads,
+        precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto", threads=args.threads,
         adapt_threads=not args.threads,
     )
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,20 +26,24 @@ TOKEN_CAP = 512  # default limit for a model saved without a card (BERT-family p
 class Classifier:
     """A saved sequence classifier, its tokenizer and label names, and the card saved with it.
 
-    `precision`: fp32, int8 (dynamic quantization of the linear layers, CPU) or bf16 (autocast);
-    an ONNX export runs in the precision it was exported in. `threads` sizes ONNX Runtime's pool
+    `precision`: fp32, bf16 (autocast) or int8 (dynamic int8 matrix products on the CPU, run by
+    ONNX Runtime on a graph exported at load time, or by PyTorch with `backend="torch"`); an
+    ONNX export runs in the precision it was exported in. `threads` sizes ONNX Runtime's pool
     (torch's is process-wide and set by the caller)."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, precision: Precision = "fp32",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, backend: str = "auto") -> None:
         self.path = Path(model_dir)
         if backends.is_onnx_export(self.path):
             self.runner = self._onnx_runner(device, precision, threads)
         else:
             model, self.tokenizer = load_trained(self.path)
-            device = device or ("cpu" if precision == "int8" else None)  # int8 kernels are CPU kernels
             self.config = model.config
-            self.runner = TorchRunner(self._to_device(model, device), self.device, precision)
+            if precision == "int8" and backend != "torch":
+                self.runner = self._int8_graph(model, device, threads)
+            else:
+                device = device or ("cpu" if precision == "int8" else None)  # int8 kernels are CPU kernels
+                self.runner = TorchRunner(self._to_device(model, device), self.device, precision)
         features.check_fast(self.tokenizer, str(self.path))
         if self.config.problem_type == "regression":
             raise ModelError(f"{self.path} holds a regression model; predict.py handles classifiers only")
@@ -74,7 +80,23 @@ class Classifier:
         self.config = AutoConfig.from_pretrained(str(self.path), local_files_only=True)
         self.tokenizer = load_tokenizer(str(self.path))
         self.device = torch.device("cpu")
-        return OnnxRunner(self.path, threads)
+        return OnnxRunner(self.path / backends.ONNX_FILE, exported, threads)
+
+    def _int8_graph(self, model: torch.nn.Module, device: str | None, threads: int | None) -> OnnxRunner:
+        """Export to ONNX and quantize now (seconds), then run it in ONNX Runtime."""
+        if device not in (None, "cpu"):
+            raise ModelError(f"--int8 runs on the CPU (ONNX Runtime); drop --device {device}")
+        backends.import_onnxruntime()
+        from pipelines.prediction.onnx_graph import write_graph
+
+        self.device = torch.device("cpu")
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="cardtune-int8-") as folder:
+            graph = Path(folder) / backends.ONNX_FILE
+            write_graph(model, self.tokenizer, graph, int8=True)
+            runner = OnnxRunner(graph, "int8", threads)  # the session holds the graph; the file can go
+        log.info("int8 graph for %s built in %.1f s (ONNX Runtime, dynamic int8)", self.path, time.perf_counter() - start)
+        return runner
 
     def token_limit(self) -> int:
         """The longest input the model takes: its tokenizer's limit or position table, whichever is less."""

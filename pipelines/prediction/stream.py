@@ -20,6 +20,7 @@ import pandas as pd
 from pipelines import hardware
 from pipelines.errors import DataError, ModelError
 from pipelines.evaluation import metrics
+from pipelines.prediction import backends
 from pipelines.prediction import delimited as tables
 from pipelines.prediction import shards
 from pipelines.prediction.classifier import Classifier
@@ -46,7 +47,8 @@ class PredictOptions:
     probs: bool = True  # one probability column per label
     resume: bool = False
     device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
-    precision: str = "fp32"  # fp32, int8 (dynamic int8 linear layers, CPU) or bf16 (autocast)
+    precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
+    backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
     threads: int | None = None  # ONNX Runtime's threads (torch's are process-wide: the caller's)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
     adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
@@ -135,7 +137,11 @@ def predict_file(
 
 def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: Path,
              opts: PredictOptions) -> PredictSummary | None:
-    clf = Classifier(model_dir, _device(opts.device, group), opts.precision, opts.threads)
+    device = _device(opts.device, group)
+    precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
+    if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
+        precision = "fp32"  # an export runs in the precision it was exported in
+    clf = Classifier(model_dir, device, precision, opts.threads, opts.backend)
     plan = _plan(clf, source, target, opts)
     out = PartialOutput(target, _fingerprint(clf, source, plan)) if group.is_main else None
     state = group.on_main(lambda: out.open(opts.resume))
