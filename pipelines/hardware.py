@@ -33,11 +33,13 @@ def local_processes() -> int:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """One intra-op thread per available core, divided among local processes (oversubscribed
-    threads in data-parallel CPU runs are slower than fewer ones)."""
-    count = threads or max(1, available_cpus() // local_processes())
-    torch.set_num_threads(count)
-    return count
+    """`threads` if given; else one intra-op thread per available core, divided among local
+    processes (oversubscribed threads in data-parallel CPU runs are slower than fewer ones), less
+    the cores other jobs keep busy right now (ThreadGovernor; training keeps refitting it)."""
+    if threads:
+        torch.set_num_threads(threads)
+        return threads
+    return ThreadGovernor().update()
 
 
 def _machine_busy_seconds() -> float | None:
@@ -62,10 +64,13 @@ class ThreadGovernor:
     def __init__(self, share: int | None = None, settle_s: float = 0.3) -> None:
         self.share = share or max(1, available_cpus() // local_processes())
         self.cores = os.cpu_count() or 1
+        if settle_s <= 0:  # keep the count already set; adjust from the next update on
+            self._mark = self._sample()
+            return
         torch.set_num_threads(self.share)
         self._mark = self._sample()
         if self._mark[1] is not None and self.share > 1:
-            time.sleep(settle_s)  # a first look at the machine, so the first chunk already fits it
+            time.sleep(settle_s)  # a first look at the machine, so the first stretch of work already fits it
             self.update()
 
     @staticmethod
