@@ -46,7 +46,7 @@ def run_cardtune(way: str, model: str, source: str, out: str, threads: str, batc
                              precision=precision, backend="torch" if way == "torch-int8" else "auto",
                              threads=None if auto else int(threads), adapt_threads=auto)
     summary = predict_file(model, source, out, options)
-    rank = int(os.environ.get("RANK", 0))
+    rank = int(os.environ.get("RANK", "0"))
     return {"rank": rank, "rows_per_s": summary.rows_per_s if summary else None, "peak_rss_mb": peak_rss_mb()}
 
 

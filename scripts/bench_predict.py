@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", default="1", help="threads per way: a number, or 'auto' (cardtune's default)")
     p.add_argument("--pipeline-batch-sizes", default="4,8,16,32,64", help="batch sizes tried for the pipeline")
-    p.add_argument("--calibration-rows", type=int, default=2000, help="rows on which the pipeline's batch size is chosen")
+    p.add_argument("--calibration-rows", type=int, default=2000, help="rows to choose the pipeline's batch size on")
     p.add_argument("--batch-size", type=int, default=64, help="cardtune --batch-size")
     p.add_argument("--chunk-size", type=int, default=4096, help="cardtune --chunk-size")
     p.add_argument("--hog", action="store_true", help="keep one core busy with a spinning process throughout")
@@ -102,7 +102,8 @@ def default_model(folder: Path) -> Path:
 def launch(way: str, model: Path, source: Path, out: Path, threads: str, batch_size: int, args,
            processes: int = 1) -> dict:
     """Run one way in a child process (or `processes` of them under accelerate); its figures."""
-    child = [__file__, "--child", way, str(model), str(source), str(out), threads, str(batch_size), str(args.chunk_size)]
+    child = [__file__, "--child", way, str(model), str(source), str(out), threads, str(batch_size),
+             str(args.chunk_size)]
     env = {**os.environ, "OMP_NUM_THREADS": threads if threads != "auto" else ""}
     if processes > 1:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
@@ -168,11 +169,12 @@ def run_round(args, table: list, tmp: Path, exported: dict, pipeline_bs: int) ->
             target = exported.get((model, way), model)
             figures = launch(way, target, source, out, threads, pipeline_bs if way == "pipeline" else args.batch_size,
                              args, procs)
-            same, rows, diff = ways.compare(tmp / f"out_{name}_fp32.csv", out) if "fp32" in selected else (0, 0, 0)
+            reference = tmp / f"out_{name}_fp32.csv"
+            same, rows, diff = ways.compare(reference, out) if "fp32" in selected else (0, 0, 0)
             table.append({"file": name, "way": label, "rows": rows, "same": same, "diff": diff, **figures})
             print(f"  {name:<9} {label:<14} {figures['rows_per_s']:8.1f} rows/s  peak RSS "
                   f"{figures['peak_rss_mb']:6.0f} MB  labels = fp32 {same}/{rows}  max |dp| {diff:.1e}"
-                  f"{'  (same bytes as fp32)' if label != 'fp32' and _same_bytes(tmp / f'out_{name}_fp32.csv', out) else ''}",
+                  f"{'  (same bytes as fp32)' if label != 'fp32' and _same_bytes(reference, out) else ''}",
                   flush=True)
 
 
@@ -201,14 +203,15 @@ def summarize(table: list, pipeline_bs: int) -> None:
 
 def memory(args, tmp: Path) -> None:
     """Peak RSS of fp32 prediction on a big file against a small one (flat memory)."""
-    name, _, model = args.files[0]
+    _, _, model = args.files[0]
     rows = tsv_rows(Path(args.sst2))
     peaks = []
     for n in (args.small_rows, args.big_rows):
         source = write_rows(tmp / f"rows_{n}.csv", rows, n)
         figures = launch("fp32", model, source, tmp / f"mem_{n}.csv", args.threads, args.batch_size, args)
         peaks.append(figures["peak_rss_mb"])
-        print(f"peak RSS  {n:>9,} rows: {figures['peak_rss_mb']:.0f} MB ({figures['rows_per_s']:.1f} rows/s)", flush=True)
+        print(f"peak RSS  {n:>9,} rows: {figures['peak_rss_mb']:.0f} MB ({figures['rows_per_s']:.1f} rows/s)",
+              flush=True)
         for path in (source, tmp / f"mem_{n}.csv"):
             path.unlink(missing_ok=True)
     print(f"peak RSS  ratio big/small: {peaks[1] / peaks[0]:.3f}")
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"export    {model} -> ONNX fp32 in {seconds:.0f} s", flush=True)
             pipeline_bs = args.batch_size
             if "pipeline" in args.ways.split(","):
-                name, source, model = args.files[0]
+                _, source, model = args.files[0]
                 calibration = write_rows(tmp / "calibration_in.csv", tsv_rows(Path(args.sst2)), args.calibration_rows)
                 pipeline_bs = calibrate_pipeline(model, calibration, tmp, args)
             table: list = []

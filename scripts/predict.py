@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,
         sep=args.sep, encoding=args.encoding, max_length=args.max_length, batch_size=args.batch_size,
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
-        precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto", threads=args.threads,
+        precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto",
+        threads=args.threads,
         adapt_threads=not args.threads,
     )
     try:

@@ -146,7 +146,8 @@ def test_two_processes_write_the_single_process_file_and_resume_after_one_dies(m
         assert proc.stdout.splitlines()[1:] == single_report[1:]  # errors, truncation, metrics: the whole file's
         out.unlink()
     # a process is killed in its 3rd chunk (round 3): rounds 1 and 2 (4 chunks, 160 rows) are on disk
-    proc = _launch(ROOT / "tests" / "predict_dies.py", model, rows_csv, out, env={"DIE_RANK": dying_rank, "DIE_AT": "3"})
+    dies = {"DIE_RANK": dying_rank, "DIE_AT": "3"}
+    proc = _launch(ROOT / "tests" / "predict_dies.py", model, rows_csv, out, env=dies)
     assert proc.returncode != 0 and not out.exists()
     state = json.loads((tmp_path / "multi.csv.partial.json").read_text(encoding="utf-8"))
     assert state["rows_done"] == 160

@@ -95,7 +95,8 @@ class Classifier:
             graph = Path(folder) / backends.ONNX_FILE
             write_graph(model, self.tokenizer, graph, int8=True)
             runner = OnnxRunner(graph, "int8", threads)  # the session holds the graph; the file can go
-        log.info("int8 graph for %s built in %.1f s (ONNX Runtime, dynamic int8)", self.path, time.perf_counter() - start)
+        log.info("int8 graph for %s built in %.1f s (ONNX Runtime, dynamic int8)", self.path,
+                 time.perf_counter() - start)
         return runner
 
     def token_limit(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ import pandas as pd
 from pipelines import hardware
 from pipelines.errors import DataError, ModelError
 from pipelines.evaluation import metrics
-from pipelines.prediction import backends
+from pipelines.prediction import backends, shards
 from pipelines.prediction import delimited as tables
-from pipelines.prediction import shards
 from pipelines.prediction.classifier import Classifier
 from pipelines.prediction.partial import PartialOutput, write_meta
 from pipelines.prediction.progress import Progress
+from pipelines.prediction.tally import Tally, count_gold
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +52,6 @@ class PredictOptions:
     threads: int | None = None  # ONNX Runtime's threads (torch's are process-wide: the caller's)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
     adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
-
-
-@dataclass
-class Tally:
-    """Running counts; saved with each chunk so a resumed run reports the whole file."""
-
-    rows: int = 0
-    predicted: int = 0
-    truncated: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    no_gold: int = 0  # rows whose gold label is empty or not one of the model's labels
-    confusion: list[list[int]] = field(default_factory=list)  # [gold][predicted]
-
-    def add(self, other: "Tally") -> None:
-        """Count another chunk's rows in (chunks may come from other processes)."""
-        self.rows += other.rows
-        self.predicted += other.predicted
-        self.truncated += other.truncated
-        self.no_gold += other.no_gold
-        for why, n in other.errors.items():
-            self.errors[why] = self.errors.get(why, 0) + n
-        for mine, theirs in zip(self.confusion, other.confusion):
-            mine[:] = [a + b for a, b in zip(mine, theirs)]
 
 
 @dataclass
@@ -248,7 +225,8 @@ def _fingerprint(clf: Classifier, source: Path, plan: _Plan) -> dict[str, Any]:
     """What must not change between an interrupted run and its --resume (batching may)."""
     stat = source.stat()
     settings = {k: v for k, v in asdict(plan).items() if k not in ("batch_size", "chunk_size")}
-    fingerprint = {"precision": clf.precision, "backend": clf.backend, "input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+    fingerprint = {"precision": clf.precision, "backend": clf.backend,
+                   "input": str(source.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                    "model": str(clf.path.resolve()), "model_mtime_ns": (clf.path / "config.json").stat().st_mtime_ns,
                    **settings}
     return json.loads(json.dumps(fingerprint))  # tuples -> lists, as the state file will hold them
@@ -286,23 +264,12 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally)
     for p in filter(None, problems):
         tally.errors[p] = tally.errors.get(p, 0) + 1
     if plan.label_column:
-        _count_gold(frame[plan.label_column].tolist(), ok, best, clf.labels, tally)
+        count_gold(frame[plan.label_column].tolist(), ok, best, clf.labels, tally)
     tally.rows += len(frame)
     tally.predicted += len(ok)
     tally.truncated += int(truncated.sum())
     cells = frame.fillna("").to_numpy(dtype=object).tolist()
     return [row + extra for row, extra in zip(cells, added)]
-
-
-def _count_gold(gold: list, ok: list[int], best: np.ndarray, labels: list[str], tally: Tally) -> None:
-    """Add the chunk's predicted rows to the confusion counts; gold may be a name or an id."""
-    index = {str(i): i for i in range(len(labels))} | {name: i for i, name in enumerate(labels)}  # names first
-    for j, i in enumerate(ok):
-        g = index.get(gold[i].strip()) if isinstance(gold[i], str) else None
-        if g is None:
-            tally.no_gold += 1
-        else:
-            tally.confusion[g][int(best[j])] += 1
 
 
 def _file_metrics(tally: Tally, num_labels: int, plan: _Plan) -> dict[str, float] | None:
