@@ -86,6 +86,10 @@ class ThreadGovernor:
         self._mark = now
         return max(0.0, (busy - own) / wall)
 
+    @property
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
     def update(self) -> int:
         """Set and return the thread count for the next stretch of work."""
         others = self.others_busy()

@@ -118,7 +118,9 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
     precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
     if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
         precision = "fp32"  # an export runs in the precision it was exported in
-    clf = Classifier(model_dir, device, precision, opts.threads, opts.backend)
+    # ONNX Runtime's pool is sized once, from the cores free at the start; torch's follows them per chunk
+    governor = hardware.ThreadGovernor() if opts.adapt_threads else None
+    clf = Classifier(model_dir, device, precision, opts.threads or (governor and governor.threads), opts.backend)
     plan = _plan(clf, source, target, opts)
     out = PartialOutput(target, _fingerprint(clf, source, plan)) if group.is_main else None
     state = group.on_main(lambda: out.open(opts.resume))
@@ -127,7 +129,7 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
     log.info("predicting %s with %s on %s (%s, %s): text %s, max_length %d, batch size %d", source, clf.path,
              clf.device, clf.precision, clf.backend, list(plan.text_columns), plan.max_length, plan.batch_size)
     progress = Progress(source, resumed_from, opts.progress if group.is_main else False)
-    threads = hardware.ThreadGovernor() if opts.adapt_threads and clf.backend == "torch" else None
+    threads = governor if clf.backend == "torch" else None
     try:
         if out is not None and state is None:
             out.write(tables.to_text([list(plan.header)], plan.out_sep))
