@@ -32,6 +32,11 @@ def local_processes() -> int:
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("ACCELERATE_NUM_PROCESSES", "1"))))
 
 
+def cpu_share() -> int:
+    """This process's share of the available cores."""
+    return max(1, available_cpus() // local_processes())
+
+
 def configure_threads(threads: int | None = None) -> int:
     """`threads` if given; else one intra-op thread per available core, divided among local
     processes (oversubscribed threads in data-parallel CPU runs are slower than fewer ones), less
@@ -62,7 +67,7 @@ class ThreadGovernor:
     last one and uses what is left, at most this process's share. Off Linux it keeps the share."""
 
     def __init__(self, share: int | None = None, settle_s: float = 0.3) -> None:
-        self.share = share or max(1, available_cpus() // local_processes())
+        self.share = share or cpu_share()
         self.cores = os.cpu_count() or 1
         if settle_s <= 0:  # keep the count already set; adjust from the next update on
             self._mark = self._sample()

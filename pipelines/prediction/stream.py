@@ -49,7 +49,7 @@ class PredictOptions:
     device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
     precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
     backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
-    threads: int | None = None  # ONNX Runtime's threads (torch's are process-wide: the caller's)
+    threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
     adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
 
@@ -118,9 +118,10 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
     precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
     if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
         precision = "fp32"  # an export runs in the precision it was exported in
-    # ONNX Runtime's pool is sized once, from the cores free at the start; torch's follows them per chunk
     governor = hardware.ThreadGovernor() if opts.adapt_threads else None
-    clf = Classifier(model_dir, device, precision, opts.threads or (governor and governor.threads), opts.backend)
+    # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
+    # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
+    clf = Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend)
     plan = _plan(clf, source, target, opts)
     out = PartialOutput(target, _fingerprint(clf, source, plan)) if group.is_main else None
     state = group.on_main(lambda: out.open(opts.resume))
