@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--fp32", action="store_true", help="fp32 everywhere (default: bf16 on CPUs with AMX)")
     precision.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CPUs with AMX)")
     precision.add_argument("--int8", action="store_true",
-                           help="dynamic int8 in ONNX Runtime on the CPU (needs cardtune[onnx]): fast, but 2-3%% of "
+                           help="dynamic int8 in ONNX Runtime on the CPU (needs cardtune[onnx]): fast, but 1-3%% of "
                                 "labels differ from fp32 on our models (README)")
     return p
 

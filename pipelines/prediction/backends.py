@@ -119,5 +119,5 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise ModelError("ONNX models need onnxruntime: `pip install 'cardtune[onnx]'` (or onnxruntime onnx)") from None
+        raise ModelError("--int8 and ONNX exports need onnxruntime and onnx: `pip install -e '.[onnx]'`") from None
     return onnxruntime
