@@ -20,6 +20,7 @@ from pipelines.data.columns import column
 from pipelines.errors import CardtuneError
 from pipelines.evaluation import metrics
 from pipelines.training.callbacks import EpochTimer, LogCallback
+from pipelines.training.progress import ProgressLog
 from pipelines.training.trainer import CardtuneTrainer, class_weights
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
+    trainer.add_callback(ProgressLog())
     return trainer
 
 
