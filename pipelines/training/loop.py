@@ -19,6 +19,7 @@ from pipelines.data import features
 from pipelines.data.columns import column
 from pipelines.errors import CardtuneError
 from pipelines.evaluation import metrics
+from pipelines.training import tracking
 from pipelines.training.callbacks import EpochTimer, LogCallback
 from pipelines.training.progress import ProgressLog
 from pipelines.training.trainer import CardtuneTrainer, class_weights
@@ -80,6 +81,7 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
     trainer.add_callback(ProgressLog())
+    tracking.configure(trainer)
     return trainer
 
 

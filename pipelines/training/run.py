@@ -24,6 +24,7 @@ from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
+from pipelines.training import tracking
 from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
     """Train `card` as configured; returns the contents of metrics.json (empty on non-main ranks)."""
+    tracking.check_backends(args.report_to)
     seeds = parse_seeds(run.seeds)
     threads = hardware.configure_threads(run.threads)
     choice = offline.choose(run.model, card.language)
@@ -80,6 +82,7 @@ def run_once(
 ) -> dict[str, Any]:
     """One seed: build the model, train, write the output directory. `context` goes into metrics.json."""
     transformers.set_seed(args.seed)  # the new head is initialised at load time
+    tracking.name_run(card, run, args)
     classifier = model.load_model(card, run.model, run.online, run.attn_implementation, run.head,
                                   run.head_hidden, run.classifier_dropout)
     trainable, total = freezing.freeze(classifier, run.freeze, run.trainable_layers)
@@ -93,6 +96,8 @@ def run_once(
     result = train(card, args, feats, classifier, tokenizer, run)
     if not result.trainer.is_world_process_zero():
         return {}
+    tracking.log_final(result.trainer, card, run, {"validation": result.validation.metrics,
+                                                   "test": result.test.metrics if result.test else None})
     return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total,
                                                              "freeze_word_embeddings": frozen_table, **context})
 
