@@ -70,15 +70,17 @@ def test_valid_space_and_the_command_line_override():
         resolve(SPACE, '{"num_train_epochs": {"low": 3, "high": 2}}', setting_types())
 
 
-def test_a_study_left_by_a_killed_process_is_continued_and_another_space_refused(tmp_path):
+def test_a_study_left_by_a_killed_process_is_continued_and_another_space_refused(tmp_path, caplog):
     import optuna
 
     card = load_card(write_card(tmp_path, search=SPACE))
     space = resolve(card.search, None, setting_types())
     study = search.open_study(tmp_path / "out", card, space, 42)
     study.ask()  # a trial that was running when its process died
-    again = search.open_study(tmp_path / "out", card, space, 42)
+    with caplog.at_level("INFO"):
+        again = search.open_study(tmp_path / "out", card, space, 42)
     assert [t.state for t in again.trials] == [optuna.trial.TrialState.FAIL]
+    assert "search: trial 0 was still running when its process ended; marked failed" in caplog.text
     other = resolve(card.search, '{"weight_decay": {"low": 0.0, "high": 0.1}}', setting_types())
     with pytest.raises(CardtuneError, match="holds a search of task toy by accuracy over another space"):
         search.open_study(tmp_path / "out", card, other, 42)

@@ -111,6 +111,8 @@ def _pyplot() -> Any:
 def plot_history(rows: list[dict[str, Any]], select_by: str, direction: str, path: Path) -> None:
     """Each trial's best validation score (pruned ones marked), and the best so far."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     key = f"best_{select_by}"
     scored = [r for r in rows if r[key] != ""]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -126,6 +128,7 @@ def plot_history(rows: list[dict[str, Any]], select_by: str, direction: str, pat
     if line:
         ax.step(*zip(*line), where="post", color="tab:green", label="best so far")
     ax.set(xlabel="trial", ylabel=f"validation {select_by} (best epoch)", title=f"Search: {select_by} per trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

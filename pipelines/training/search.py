@@ -129,6 +129,7 @@ def open_study(out: Path, card: TaskCard, space: dict[str, Param], seed: int) ->
     stale = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     for trial in stale:  # left by a process that was killed mid-trial
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        log.info("search: trial %d was still running when its process ended; marked failed", trial.number)
     # A sampler seeded by the trials so far: a continued search does not repeat its first suggestions.
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     return study

@@ -28,13 +28,12 @@ from pipelines.modeling import offline
 
 log = logging.getLogger(__name__)
 
-EXTRA = 'pip install -e ".[tracking]"'
-# --report_to name -> (module to import, install command)
-BACKENDS: dict[str, tuple[str, str]] = {
-    "tensorboard": ("tensorboard", f"{EXTRA} (or: pip install tensorboard)"),
-    "trackio": ("trackio", f"{EXTRA} (or: pip install trackio)"),
-    "mlflow": ("mlflow", "pip install mlflow"),
-    "wandb": ("wandb", "pip install wandb"),
+# --report_to name -> (module to import, whether cardtune's `tracking` extra installs it)
+BACKENDS: dict[str, tuple[str, bool]] = {
+    "tensorboard": ("tensorboard", True),
+    "trackio": ("trackio", True),
+    "mlflow": ("mlflow", False),
+    "wandb": ("wandb", False),
 }
 # Backends cardtune also gives the hyperparameters and final metrics to.
 FINAL_LOGGED = ("tensorboard", "trackio")
@@ -49,10 +48,12 @@ def reported(report_to: str | list[str] | None) -> list[str]:
 def check_backends(report_to: str | list[str] | None) -> None:
     """One line with the install command when a named backend's package is missing (before any work)."""
     for name in reported(report_to):
-        module, install = BACKENDS.get(name, (None, None))
+        module, in_extra = BACKENDS.get(name, (None, False))
         if module and importlib.util.find_spec(module) is None:
+            install = f'`pip install -e ".[tracking]"` (or `pip install {module}`)' if in_extra \
+                else f"`pip install {module}`"
             raise CardtuneError(f"--report_to {name}: the `{module}` package is not installed; "
-                                f"install it with `{install}`, or drop --report_to {name}")
+                                f"install it with {install}, or drop --report_to {name}")
 
 
 def short_model(model: str | None) -> str:
