@@ -18,8 +18,9 @@ from pipelines.data import features
 from pipelines.data.columns import column
 from pipelines.evaluation import metrics
 from pipelines.modeling import loading
-from pipelines.training import checkpoints
+from pipelines.training import checkpoints, tracking
 from pipelines.training.callbacks import EpochTimer, LogCallback, ThreadCallback
+from pipelines.training.progress import ProgressLog
 from pipelines.training.trainer import CardtuneTrainer, class_weights
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
+    trainer.add_callback(ProgressLog())
+    tracking.configure(trainer)
     return trainer
 
 
