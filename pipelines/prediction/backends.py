@@ -114,6 +114,19 @@ class OnnxRunner:
         return np.asarray(self.session.run(None, feed)[0], dtype=np.float64)
 
 
+def versions(packages: list[str]) -> dict[str, str | None]:
+    """Installed versions of `packages` (None where missing), for the records outputs carry."""
+    from importlib import metadata
+
+    found: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def import_onnxruntime() -> Any:
     """onnxruntime, or a one-line error saying how to install it (it is an optional extra)."""
     try:

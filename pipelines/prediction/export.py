@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,7 @@ def _write(source: Classifier, folder: Path, int8: bool) -> dict[str, Any]:
     if (source.path / "task_card.yaml").is_file():
         shutil.copy2(source.path / "task_card.yaml", folder / "task_card.yaml")
     info = {"format": "onnx", "file": ONNX_FILE, "precision": "int8" if int8 else "fp32", **graph,
-            "labels": source.labels, "source_model": str(source.path.resolve()), "versions": _versions()}
+            "labels": source.labels, "source_model": str(source.path.resolve()), "versions": backends.versions(["torch", "transformers", "onnx", "onnxruntime"])}
     write_json_atomic(folder / EXPORT_INFO, info)  # Classifier(folder) reads the precision from it
     return info
 
@@ -77,13 +76,3 @@ def verify(reference: Classifier, exported: Classifier, sample: tuple[list[str],
     same = int((expected.argmax(axis=1) == got.argmax(axis=1)).sum())
     return {"rows": len(first), "label_agreement": same / len(first), "labels_identical": same,
             "max_prob_diff": float(np.abs(expected - got).max()), "max_length": length}
-
-
-def _versions() -> dict[str, str | None]:
-    found = {}
-    for name in ("torch", "transformers", "onnx", "onnxruntime"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found

@@ -189,19 +189,11 @@ def _device(device: str | None, group: shards.Group) -> str | None:
 
 def _meta(clf: Classifier, plan: _Plan, summary: PredictSummary) -> dict[str, Any]:
     """What made the output file: precision, backend, model and library versions."""
-    from importlib import metadata
-
     packages = ["cardtune", "torch", "transformers"] + (["onnxruntime"] if clf.backend == "onnxruntime" else [])
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
     return {"output": summary.output.name, "rows": summary.tally.rows, "predicted": summary.tally.predicted,
             "precision": clf.precision, "backend": clf.backend, "model": str(clf.path.resolve()),
             "device": summary.device, "processes": summary.processes, "text_columns": list(plan.text_columns),
-            "max_length": plan.max_length, "metrics": summary.metrics, "versions": versions}
+            "max_length": plan.max_length, "metrics": summary.metrics, "versions": backends.versions(packages)}
 
 
 def _plan(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -> _Plan:
