@@ -58,7 +58,8 @@ def _write(source: Classifier, folder: Path, int8: bool) -> dict[str, Any]:
     if (source.path / "task_card.yaml").is_file():
         shutil.copy2(source.path / "task_card.yaml", folder / "task_card.yaml")
     info = {"format": "onnx", "file": ONNX_FILE, "precision": "int8" if int8 else "fp32", **graph,
-            "labels": source.labels, "source_model": str(source.path.resolve()), "versions": backends.versions(["torch", "transformers", "onnx", "onnxruntime"])}
+            "labels": source.labels, "source_model": str(source.path.resolve()),
+            "versions": backends.versions(["torch", "transformers", "onnx", "onnxruntime"])}
     write_json_atomic(folder / EXPORT_INFO, info)  # Classifier(folder) reads the precision from it
     return info
 
