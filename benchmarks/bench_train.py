@@ -40,6 +40,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ways", default=",".join(WAYS))
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads for the probe and every way alike (default: one per available core)")
+    p.add_argument("--bf16", action="store_true", help="the cardtune way in bf16 autocast (CPUs with AMX/AVX512-BF16)")
     p.add_argument("--quality-epochs", type=int, default=0, help="also train tutorial and cardtune this many epochs")
     p.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)  # child process mode
     p.add_argument("--epochs", type=int, default=0, help=argparse.SUPPRESS)
@@ -50,7 +51,7 @@ def run_child(way: str, opts: argparse.Namespace, epochs: int = 0) -> dict:
     """One way in a fresh process, so peak RSS and thread pools are its own."""
     cmd = [sys.executable, __file__, "--way", way, "--data-dir", str(opts.data_dir), "--steps", str(opts.steps),
            "--warmup", str(opts.warmup), "--batch-size", str(opts.batch_size), "--epochs", str(epochs),
-           "--threads", str(opts.threads)]
+           "--threads", str(opts.threads)] + (["--bf16"] if opts.bf16 else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{way} failed:\n{out.stderr[-3000:]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import torch
@@ -31,12 +32,81 @@ def local_processes() -> int:
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("ACCELERATE_NUM_PROCESSES", "1"))))
 
 
+def cpu_share() -> int:
+    """This process's share of the available cores."""
+    return max(1, available_cpus() // local_processes())
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """One intra-op thread per available core, divided among local processes (oversubscribed
-    threads in data-parallel CPU runs are slower than fewer ones)."""
-    count = threads or max(1, available_cpus() // local_processes())
-    torch.set_num_threads(count)
-    return count
+    """`threads` if given; else one intra-op thread per available core, divided among local
+    processes (oversubscribed threads in data-parallel CPU runs are slower than fewer ones), less
+    the cores other jobs keep busy right now (ThreadGovernor; training keeps refitting it)."""
+    if threads:
+        torch.set_num_threads(threads)
+        return threads
+    return ThreadGovernor().update()
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all processes on this machine have used since boot (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:9]]  # user .. steal; guest is inside user
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ThreadGovernor:
+    """torch's CPU threads follow the cores that other jobs leave free.
+
+    OpenMP threads meet at a barrier after every operation; when a core is shared with another
+    busy process, the thread on it is descheduled for whole time slices while the others wait, so
+    two threads on two cores, one of them shared, ran 4x slower than one thread (README, "Batch
+    prediction"). Each `update()` measures how many cores other processes kept busy since the
+    last one and uses what is left, at most this process's share. Off Linux it keeps the share."""
+
+    def __init__(self, share: int | None = None, settle_s: float = 0.3) -> None:
+        self.share = share or cpu_share()
+        self.cores = os.cpu_count() or 1
+        if settle_s <= 0:  # keep the count already set; adjust from the next update on
+            self._mark = self._sample()
+            return
+        torch.set_num_threads(self.share)
+        self._mark = self._sample()
+        if self._mark[1] is not None and self.share > 1:
+            time.sleep(settle_s)  # a first look at the machine, so the first stretch of work already fits it
+            self.update()
+
+    @staticmethod
+    def _sample() -> tuple[float, float | None, float]:
+        return time.monotonic(), _machine_busy_seconds(), time.process_time()
+
+    def others_busy(self) -> float | None:
+        """Cores kept busy by other processes since the last call (None when unknown or too soon)."""
+        now = self._sample()
+        wall, busy, own = (a - b if a is not None and b is not None else None for a, b in zip(now, self._mark))
+        if busy is None or wall < 0.2:
+            return None
+        self._mark = now
+        return max(0.0, (busy - own) / wall)
+
+    @property
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
+    def update(self) -> int:
+        """Set and return the thread count for the next stretch of work."""
+        others = self.others_busy()
+        current = torch.get_num_threads()
+        if others is None:
+            return current
+        threads = max(1, min(self.share, self.cores - int(others + 0.5)))
+        if threads != current:
+            torch.set_num_threads(threads)
+            log.info("CPU threads %d -> %d (other processes keep %.1f of %d cores busy)", current, threads,
+                     others, self.cores)
+        return threads
 
 
 def training_defaults() -> dict[str, Any]:
@@ -58,7 +128,7 @@ def training_defaults() -> dict[str, Any]:
     return values
 
 
-def launcher_problem() -> str | None:
+def launcher_problem(script: str = "scripts/run.py") -> str | None:
     """What is wrong when `accelerate launch --num_processes N` (N > 1) started a single process.
 
     accelerate's plain launcher runs one process unless it finds GPUs; it still exports
@@ -69,6 +139,6 @@ def launcher_problem() -> str | None:
     launched = "ACCELERATE_DYNAMO_BACKEND" in env and "MASTER_ADDR" in env
     if launched and not any(k in env for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) and not torch.cuda.is_available():
         return ("accelerate launch started one process although several were asked for: on a machine without "
-                "GPUs use `accelerate launch --multi_gpu --num_processes N scripts/run.py ...` (the processes "
-                "then train on the CPU with gloo), or drop --num_processes for a single process")
+                f"GPUs use `accelerate launch --multi_gpu --num_processes N {script} ...` (the processes "
+                "then run on the CPU with gloo), or drop --num_processes for a single process")
     return None

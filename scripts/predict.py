@@ -4,8 +4,13 @@
     python scripts/predict.py --model my_model --input dev.tsv --output dev_pred.tsv \\
         --text-column sentence --label-column label
 
+    python scripts/predict.py --model outputs/cola --input big.csv --output pred.csv --int8   # CPU int8: see README
+    accelerate launch --multi_gpu --num_processes 2 scripts/predict.py --model ... --input ... --output ...
+
 Every input column is kept as it was, in the original row order; added: `predicted`,
-`predicted_prob`, `prob_<label>` per label (unless --no-probs) and `error`.
+`predicted_prob`, `prob_<label>` per label (unless --no-probs) and `error`. `OUT.meta.json` says how
+the file was made (precision, backend, model, versions). --model may also be a folder written by
+scripts/export.py --onnx (run with onnxruntime).
 """
 
 from __future__ import annotations
@@ -55,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the rows already written")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=_positive,
-                   help="CPU threads for torch (default: torch's choice; 1 can be much faster on a busy machine)")
+                   help="CPU threads (default: the cores other jobs leave free, checked every chunk)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", action="store_true", help="fp32 everywhere (default: bf16 on CPUs with AMX)")
+    precision.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CPUs with AMX)")
+    precision.add_argument("--int8", action="store_true",
+                           help="dynamic int8 in ONNX Runtime on the CPU (needs cardtune[onnx]): fast, but 1-3%% of "
+                                "labels differ from fp32 on our models (README)")
     return p
 
 
@@ -65,7 +76,9 @@ def report(summary: PredictSummary) -> str:
     errors = "; ".join(f"{n} {why}" for why, n in sorted(t.errors.items())) or "none"
     lines = [
         f"wrote {summary.output}: {t.rows} rows, {t.predicted} predicted ({summary.rows_per_s:.0f} rows/s on "
-        f"{summary.device}{f', resumed after row {summary.resumed_from}' if summary.resumed_from else ''})",
+        f"{summary.device}, {summary.precision} {summary.backend}"
+        f"{f', {summary.processes} processes' if summary.processes > 1 else ''}"
+        f"{f', resumed after row {summary.resumed_from}' if summary.resumed_from else ''})",
         f"truncated at {summary.max_length} tokens: {t.truncated} rows; "
         f"errors: {sum(t.errors.values())} rows ({errors})",
     ]
@@ -85,30 +98,38 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     set_offline(True)  # a saved model directory never needs the network
     configure_logging()
+    from pipelines import hardware
     from pipelines.errors import CardtuneError
     from pipelines.filesystem import check_output_file
+    from pipelines.prediction.shards import launched_rank
     from pipelines.prediction.stream import PredictOptions, predict_file
 
+    main_process = launched_rank()[0] == 0
     if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)  # process-wide, so it belongs here, not in the library
-
+        hardware.configure_threads(args.threads)  # process-wide, so it belongs here, not in the library
     options = PredictOptions(
         text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,
         sep=args.sep, encoding=args.encoding, max_length=args.max_length, batch_size=args.batch_size,
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
+        precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto",
+        threads=args.threads,
+        adapt_threads=not args.threads,
     )
     try:
+        problem = hardware.launcher_problem("scripts/predict.py")
+        if problem:
+            raise CardtuneError(problem)
         check_output_file(args.output, "--output")
         summary = predict_file(args.model, args.input, args.output, options)
     except CardtuneError as err:
-        return fail(err)
+        return fail(err) if main_process else 2  # every process hits it; one line is enough
     except KeyboardInterrupt:
-        print(f"interrupted: the rows done are kept in {args.output}.partial; rerun the same command with --resume "
-              "to continue", file=sys.stderr)
+        if main_process:
+            print(f"interrupted: the rows done are kept in {args.output}.partial; rerun the same command with "
+                  "--resume to continue", file=sys.stderr)
         return 130
-    print(report(summary))
+    if summary is not None:  # None on the other processes of a launched run
+        print(report(summary))
     return 0
 
 

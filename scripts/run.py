@@ -173,6 +173,9 @@ def hub_request(run_args: RunArgs, training_args: TrainingArguments) -> tuple[st
     if run_args.seeds:
         raise CardtuneError("--push-to-hub/--hub-dry-run with --seeds: publish one seed's folder afterwards with "
                             "`python scripts/push.py OUT/seed-N --hub-model-id USER/NAME`")
+    if run_args.search is not None:
+        raise CardtuneError("--push-to-hub/--hub-dry-run with --search: publish the final model afterwards with "
+                            "`python scripts/push.py OUT/final --hub-model-id USER/NAME`")
     repo_id = hub.check_repo_id(training_args.hub_model_id)
     if run_args.hub_dry_run:
         hub.check_dry_run_dir(run_args.hub_dry_run, training_args.output_dir)

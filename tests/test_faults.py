@@ -252,7 +252,7 @@ def test_full_disk_while_predicting_keeps_what_resume_needs(toy, tmp_path, capsy
     reference = tmp_path / "ref.csv"
     assert predict_script.main(["--model", str(prev), "--input", str(source), "--output", str(reference)]) == 0
     assert (host / "pred" / "out.csv").read_bytes() == reference.read_bytes()
-    assert sorted(p.name for p in (host / "pred").iterdir()) == ["out.csv"]
+    assert sorted(p.name for p in (host / "pred").iterdir()) == ["out.csv", "out.csv.meta.json"]
 
 
 @pytest.mark.slow

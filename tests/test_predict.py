@@ -84,7 +84,7 @@ def test_matches_the_pipeline_keeps_cells_order_and_reports(carded_model, tmp_pa
     out = tmp_path / "out.csv"
     # small chunks and batches: several chunks, each sorted by length and written back in order
     assert main(["--model", str(carded_model), "--input", str(source), "--output", str(out),
-                 "--label-column", "label", "--chunk-size", "16", "--batch-size", "5"]) == 0
+                 "--label-column", "label", "--chunk-size", "16", "--batch-size", "5", "--fp32"]) == 0
     header, *body = _read(out)
     assert header == ["id", "text", "note", "label"] + ADDED_2
     assert [r[:4] for r in body] == [list(r.values()) for r in rows]  # every cell as written, same order
@@ -112,7 +112,8 @@ def test_pairs_without_card_tsv_match_the_pipeline(pair_model, tmp_path, capsys)
     base = ["--model", str(pair_model), "--input", str(source), "--output", str(out)]
     assert main(base) == 2
     assert "has no task_card.yaml" in capsys.readouterr().err
-    assert main(base + ["--text-column", "premise", "--text-pair-column", "hypothesis", "--batch-size", "4"]) == 0
+    assert main(base + ["--text-column", "premise", "--text-pair-column", "hypothesis", "--batch-size", "4",
+                        "--fp32"]) == 0
     header, *body = _read(out, "\t")
     assert header[:3] == ["premise", "hypothesis", "n"] and [tuple(r[:2]) for r in body] == pairs
     inputs = [{"text": a, "text_pair": b} for a, b in pairs]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.card import preprocess
+from pipelines.card import preprocess, search_space
 from pipelines.card import schema as s
 from pipelines.card.options import NOT_IN_CARD as RUN_ONLY
 from pipelines.card.options import RunArgs
@@ -100,6 +100,12 @@ def yaml_float(number: float) -> str:
     mantissa, exponent = text.split("e")
     mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
     return f"{mantissa}e{int(exponent):+d}"
+
+
+def _search(value: Any, path: str, problems: list) -> dict[str, Any] | None:
+    """`search`: the space of `--search N`, setting -> range or choices (see `search_space`)."""
+    search_space.parse(value, path, problems, setting_types())
+    return dict(value) if isinstance(value, dict) else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -192,6 +198,9 @@ class TaskCard:
         s.list_of(_step), "registered steps, in order, by name or as `{step: {arg: value}}`", ())
     defaults: dict[str, Any] = key(
         _settings, "`TrainingArguments` keys and cardtune options for this task, values of the right type", {})
+    search: dict[str, Any] = key(
+        _search, "space of `--search N`: a setting → `{low, high, log}` (integer bounds: whole numbers) or "
+                 "`{choices: [...]}`", {})
 
     @property
     def is_pair(self) -> bool:

@@ -17,6 +17,7 @@ from pipelines.modeling.heads import HEADS
 # Options that describe where a run reads/writes or what it may download: command line only.
 NOT_IN_CARD = frozenset(
     {"task", "list_tasks", "list_models", "data_dir", "model", "online", "keep_checkpoints", "hub_dry_run", "resume"}
+    | {"search", "search_space", "search_final"}
 )
 
 
@@ -75,3 +76,12 @@ class RunArgs:
         None, "Stop after this many evaluations without improvement of the card's select_by metric.")
     seeds: str | None = _opt(None, "Repeat the run for each seed, e.g. '1,2,3'; reports mean and std.")
     resume: bool = _opt(False, "Continue an interrupted run from the last checkpoint in --output-dir.")
+    # Hyperparameter search (pipelines/training/search.py).
+    search: int | None = _opt(
+        None, "Run a hyperparameter search of N trials over the card's `search:` space (Optuna, study kept in "
+              "OUT/search.db: the same command continues an interrupted search).")
+    search_space: str | None = _opt(
+        None, "Search space as JSON or YAML, applied over the card's `search:` (a setting set to null is dropped), "
+              "e.g. '{\"learning_rate\": {\"low\": 1e-5, \"high\": 2e-4, \"log\": true}}'.")
+    search_final: bool = _opt(False, "After --search, train the final model with the best settings into OUT/final "
+                                     "(once per seed with --seeds).")

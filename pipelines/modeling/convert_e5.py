@@ -28,6 +28,7 @@ import numpy as np
 
 from pipelines.errors import ModelError
 from pipelines.modeling import hf_writers
+from pipelines.progress import timing
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,9 @@ def convert(src: str | Path, dst: str | Path, progress: Callable[[str], None] | 
 
     def chunks(name: str, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
         if name == "emb.word" or name.endswith(".q.w"):  # a line per layer, on its first matrix
-            part = "embeddings" if name == "emb.word" else f"layer {int(name.split('.')[0][1:]) + 1}/{layers}"
-            say(f"dequantizing {part} ({time.monotonic() - started:.1f}s)")
+            done = 0 if name == "emb.word" else int(name.split(".")[0][1:])
+            part = "embeddings" if name == "emb.word" else f"layer {done + 1}/{layers}"
+            say(f"dequantizing {part}; {timing(done, layers, time.monotonic() - started)}")
         return tensor_rows(e5, name, shape)
 
     # File order (embeddings, then layer 0, 1, ...) keeps the progress lines in order.

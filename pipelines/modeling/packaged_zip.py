@@ -15,6 +15,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from pipelines.progress import timing
+
 log = logging.getLogger(__name__)
 
 # Files an archive made on a desktop may carry that no model loader needs.
@@ -96,10 +98,12 @@ def extract_joined(parts: Sequence[Path], dst: Path) -> list[str]:
 
 def _copy(src, dst, name: str, size: int, every: float = 5.0) -> None:
     """copyfileobj with a progress line every few seconds (big weights take a while on slow disks)."""
-    done, last = 0, time.monotonic()
+    done, started = 0, time.monotonic()
+    last = started
     while chunk := src.read(1 << 20):
         dst.write(chunk)
         done += len(chunk)
         if time.monotonic() - last >= every:
-            log.info("extracting %s: %.0f of %.0f MB", name, done / 1e6, size / 1e6)
+            log.info("extracting %s: %.0f of %.0f MB; %s", name, done / 1e6, size / 1e6,
+                     timing(done, size, time.monotonic() - started))
             last = time.monotonic()

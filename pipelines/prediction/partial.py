@@ -18,7 +18,7 @@ from pipelines.errors import DataError
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 2  # 2: the state records a digest of the input rows consumed
+STATE_VERSION = 3  # 2: the state records a digest of the input rows consumed; 3: precision and backend
 
 
 class PartialOutput:
@@ -58,9 +58,7 @@ class PartialOutput:
         os.fsync(self._fh.fileno())
         state = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "rows_done": rows_done,
                  "bytes": self._fh.tell(), "counters": counters, "consumed": consumed}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(tmp, self.state_path)
+        write_json_atomic(self.state_path, state)
 
     def close(self) -> None:
         """Close the partial file (kept on disk, so an interrupted run can be resumed)."""
@@ -105,6 +103,12 @@ class PartialOutput:
             raise DataError(f"{self.state_path} was written by another cardtune version; rerun without --resume")
         saved = state.get("fingerprint", {})
         changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+        if "precision" in changed:  # the one users hit by forgetting a flag: say which way round
+            raise DataError(
+                f"cannot resume {self.output}: the interrupted run wrote {saved.get('precision', 'fp32')} predictions "
+                f"and this one would write {self.fingerprint['precision']}; one file never mixes them: rerun "
+                f"with the same precision flag, or without --resume to start over"
+            )
         if changed:
             raise DataError(
                 f"cannot resume {self.output}: the interrupted run used other settings or inputs "
@@ -113,3 +117,19 @@ class PartialOutput:
         if self.partial.stat().st_size < state["bytes"]:
             raise DataError(f"{self.partial} is shorter than its state file records; rerun without --resume")
         return state
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def meta_path(output: Path) -> Path:
+    return output.with_name(output.name + ".meta.json")
+
+
+def write_meta(output: Path, meta: dict[str, Any]) -> None:
+    """`OUT.meta.json`: how the finished output was made (precision, backend, model, versions)."""
+    write_json_atomic(meta_path(output), meta)

@@ -10,30 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from pipelines import filesystem
-from pipelines.card.cards import load_card
-from pipelines.data import features
+from pipelines import filesystem, hardware
 from pipelines.errors import DataError, ModelError
 from pipelines.evaluation import metrics
-from pipelines.modeling.loading import load_trained
+from pipelines.prediction import backends, shards
 from pipelines.prediction import delimited as tables
+from pipelines.prediction.classifier import Classifier
 from pipelines.prediction.consumed import ConsumedRows
-from pipelines.prediction.partial import PartialOutput
+from pipelines.prediction.partial import PartialOutput, write_meta
 from pipelines.prediction.progress import Progress
-from pipelines.reporting import run_id, run_lock
+from pipelines.prediction.tally import Tally, count_gold
 
 log = logging.getLogger(__name__)
 
 PREDICTED, PREDICTED_PROB, ERROR = "predicted", "predicted_prob", "error"
-TOKEN_CAP = 512  # default limit for a model saved without a card (BERT-family position tables)
 
 
 @dataclass
@@ -50,20 +47,12 @@ class PredictOptions:
     chunk_size: int = 4096
     probs: bool = True  # one probability column per label
     resume: bool = False
-    device: str | None = None  # default: cuda when available, else cpu
+    device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
+    precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
+    backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
+    threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
-
-
-@dataclass
-class Tally:
-    """Running counts; saved with each chunk so a resumed run reports the whole file."""
-
-    rows: int = 0
-    predicted: int = 0
-    truncated: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    no_gold: int = 0  # rows whose gold label is empty or not one of the model's labels
-    confusion: list[list[int]] = field(default_factory=list)  # [gold][predicted]
+    adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
 
 
 @dataclass
@@ -72,6 +61,9 @@ class PredictSummary:
 
     output: Path
     device: str
+    precision: str
+    backend: str
+    processes: int
     max_length: int
     tally: Tally
     resumed_from: int
@@ -82,58 +74,6 @@ class PredictSummary:
     def rows_per_s(self) -> float:
         """Rows predicted per second by this run (rows skipped by --resume not counted)."""
         return (self.tally.rows - self.resumed_from) / self.seconds if self.seconds > 0 else 0.0
-
-
-class Classifier:
-    """A saved sequence classifier, its tokenizer and label names, and the card saved with it."""
-
-    def __init__(self, model_dir: str | Path, device: str | None = None) -> None:
-        self.path = Path(model_dir)
-        run_lock.refuse_if_busy(self.path, "predicting with it")
-        self.run_id = run_id.verify(self.path)  # a folder mixing two runs' files (a publish cut short) is refused
-        self.model, self.tokenizer = load_trained(self.path)
-        features.check_fast(self.tokenizer, str(self.path))
-        config = self.model.config
-        if config.problem_type == "regression":
-            raise ModelError(f"{self.path} holds a regression model; predict.py handles classifiers only")
-        self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
-        # The text-classification pipeline's rule: sigmoid for multi-label or single-logit heads.
-        self.sigmoid = config.problem_type == "multi_label_classification" or config.num_labels == 1
-        card = self.path / "task_card.yaml"
-        self.card = load_card(card) if card.is_file() else None
-        try:
-            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-            self.model.to(self.device)
-        except (RuntimeError, AssertionError) as err:
-            raise ModelError(f"cannot run the model on device '{device}' ({err}); try --device cpu") from None
-
-    def token_limit(self) -> int:
-        """The longest input the model takes: its tokenizer's limit or position table, whichever is less."""
-        limits = (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 0))
-        sane = [int(x) for x in limits if x and x < 1_000_000]  # an unset tokenizer limit reads as 1e30
-        return min(sane) if sane else TOKEN_CAP
-
-    def default_max_length(self) -> int:
-        """The card's max_length, else the model's token limit, at most 512."""
-        return self.card.max_length if self.card is not None else min(TOKEN_CAP, self.token_limit())
-
-    def score(
-        self, first: list[str], second: list[str] | None, max_length: int, truncation: str, batch_size: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (rows x labels) and a truncated flag per row, in the order given."""
-        probs = np.zeros((len(first), len(self.labels)))
-        if not first:
-            return probs, np.zeros(0, dtype=bool)
-        enc = features.encode(self.tokenizer, first, second, max_length, truncation)
-        inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
-        order = np.argsort(-np.asarray(enc["length"]), kind="stable")  # similar lengths share a batch
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch = self.tokenizer.pad({k: [v[i] for i in rows] for k, v in inputs.items()}, return_tensors="pt")
-                logits = self.model(**batch.to(self.device)).logits.float().cpu().numpy().astype(np.float64)
-                probs[rows] = 1 / (1 + np.exp(-logits)) if self.sigmoid else metrics.softmax(logits)
-        return probs, np.asarray(enc["truncated"], dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -155,38 +95,70 @@ class _Plan:
 
 def predict_file(
     model_dir: str | Path, input_path: str | Path, output_path: str | Path, options: PredictOptions | None = None
-) -> PredictSummary:
-    """Predict every row of a CSV/TSV file with a saved classifier; see the module docstring."""
+) -> PredictSummary | None:
+    """Predict every row of a CSV/TSV file with a saved classifier; see the module docstring.
+
+    Under a launcher with several processes (see `shards`), every process calls this with the same
+    arguments; rank 0 writes the file and gets the summary, the others get None."""
     opts = options or PredictOptions()
     source, target = Path(input_path), Path(output_path)
     if not source.is_file():
         raise DataError(f"input file {source} not found")
     if target.resolve() == source.resolve():
         raise DataError(f"--output {target} is the input file; write the predictions to another file")
-    clf = Classifier(model_dir, opts.device)
+    group = shards.Group.from_env()
+    try:
+        return _predict(group, model_dir, source, target, opts)
+    finally:
+        group.close()
+
+
+def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: Path,
+             opts: PredictOptions) -> PredictSummary | None:
+    device = _device(opts.device, group)
+    precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
+    if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
+        precision = "fp32"  # an export runs in the precision it was exported in
+    governor = hardware.ThreadGovernor() if opts.adapt_threads else None
+    # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
+    # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
+    clf = Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend)
     plan = _plan(clf, source, target, opts)
-    out = PartialOutput(target, _fingerprint(clf, source, plan))
-    with filesystem.writing(target.parent, f"write {out.partial.name}"):
-        state = out.open(opts.resume)
+    out = PartialOutput(target, _fingerprint(clf, source, plan)) if group.is_main else None
+
+    def open_output() -> dict | None:
+        with filesystem.writing(target.parent, f"write {out.partial.name}"):
+            return out.open(opts.resume)
+
+    state = group.on_main(open_output)
     tally = Tally(**state["counters"]) if state else Tally(confusion=[[0] * len(clf.labels) for _ in clf.labels])
     resumed_from, clock = tally.rows, time.perf_counter()
     consumed = ConsumedRows(source, state and state.get("consumed"), resumed_from)
-    log.info("predicting %s with %s on %s: text %s, max_length %d, batch size %d", source, clf.path,
-             clf.device, list(plan.text_columns), plan.max_length, plan.batch_size)
-    progress = Progress(source, resumed_from, opts.progress)
+    log.info("predicting %s with %s on %s (%s, %s): text %s, max_length %d, batch size %d", source, clf.path,
+             clf.device, clf.precision, clf.backend, list(plan.text_columns), plan.max_length, plan.batch_size)
+    progress = Progress(source, resumed_from, opts.progress if group.is_main else False)
+    threads = governor if clf.backend == "torch" else None
     try:
-        if state is None:
+        if out is not None and state is None:
             out.write(tables.to_text([list(plan.header)], plan.out_sep))
             out.commit(0, asdict(tally), consumed.digest())
-        for frame in tables.chunks(source, plan.sep, plan.encoding, plan.chunk_size, resumed_from, consumed.add):
-            consumed.add(frame)
-            rows = _chunk_rows(clf, frame, plan, tally)
-            out.write(tables.to_text(rows, plan.out_sep, tally.rows - len(rows) + 1, plan.header))
-            out.commit(tally.rows, asdict(tally), consumed.digest())  # only now do these rows count as done
-            progress.update(tally.rows)
+        chunks = tables.chunks(source, plan.sep, plan.encoding, plan.chunk_size, resumed_from, consumed.add)
+        for dealt in shards.rounds(chunks, group.size):
+            if threads is not None:
+                threads.update()
+            for frame in dealt:
+                consumed.add(frame)
+            mine = dealt[group.rank] if group.rank < len(dealt) else None
+            pieces = group.gather(None if mine is None else _score_chunk(clf, mine, plan))
+            if out is not None:
+                for text, part in filter(None, pieces):  # in rank order, which is input order
+                    out.write(text)
+                    tally.add(part)
+                out.commit(tally.rows, asdict(tally), consumed.digest())  # only now do these rows count as done
+                progress.update(tally.rows)
         consumed.check(at_end=True)
     except Exception as err:
-        if not filesystem.is_write_failure(err):
+        if out is None or not filesystem.is_write_failure(err):
             raise
         kept = out.salvage()
         after = (f"the first {kept} rows are kept: free some space, then rerun with --resume" if kept
@@ -194,12 +166,34 @@ def predict_file(
         raise filesystem.WriteError.of(err, target.parent, f"write {out.partial.name}", after) from None
     finally:
         progress.close()
-        out.close()
+        if out is not None:
+            out.close()
+    if out is None:
+        return None
     out.finish()
-    summary = PredictSummary(target, str(clf.device), plan.max_length, tally, resumed_from,
-                             time.perf_counter() - clock, _file_metrics(tally, len(clf.labels), plan))
+    summary = PredictSummary(target, str(clf.device), clf.precision, clf.backend, group.size, plan.max_length, tally,
+                             resumed_from, time.perf_counter() - clock, _file_metrics(tally, len(clf.labels), plan))
+    write_meta(target, _meta(clf, plan, summary))
     _log_summary(summary)
     return summary
+
+
+def _device(device: str | None, group: shards.Group) -> str | None:
+    """The device asked for; with several processes on a GPU machine, this process's own GPU."""
+    import torch
+
+    if group.size > 1 and device in (None, "cuda") and torch.cuda.is_available():
+        return f"cuda:{group.local_rank % torch.cuda.device_count()}"
+    return device
+
+
+def _meta(clf: Classifier, plan: _Plan, summary: PredictSummary) -> dict[str, Any]:
+    """What made the output file: precision, backend, model and library versions."""
+    packages = ["cardtune", "torch", "transformers"] + (["onnxruntime"] if clf.backend == "onnxruntime" else [])
+    return {"output": summary.output.name, "rows": summary.tally.rows, "predicted": summary.tally.predicted,
+            "precision": clf.precision, "backend": clf.backend, "model": str(clf.path.resolve()),
+            "device": summary.device, "processes": summary.processes, "text_columns": list(plan.text_columns),
+            "max_length": plan.max_length, "metrics": summary.metrics, "versions": backends.versions(packages)}
 
 
 def _plan(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -> _Plan:
@@ -245,7 +239,8 @@ def _fingerprint(clf: Classifier, source: Path, plan: _Plan) -> dict[str, Any]:
     settings = {k: v for k, v in asdict(plan).items() if k not in ("batch_size", "chunk_size")}
     # The input's content is checked row by row on resume (ConsumedRows): an edit of the rows already
     # predicted is refused, an appended row is simply predicted.
-    fingerprint = {"input": str(source.resolve()), "model": str(clf.path.resolve()),
+    fingerprint = {"precision": clf.precision, "backend": clf.backend,
+                   "input": str(source.resolve()), "model": str(clf.path.resolve()),
                    "model_run": clf.run_id or (clf.path / "config.json").stat().st_mtime_ns, **settings}
     return json.loads(json.dumps(fingerprint))  # tuples -> lists, as the state file will hold them
 
@@ -258,6 +253,13 @@ def _text_problem(values: tuple, columns: tuple[str, ...]) -> str:
         if not value.strip():
             return f"empty text in column `{column}`"
     return ""
+
+
+def _score_chunk(clf: Classifier, frame: pd.DataFrame, plan: _Plan) -> tuple[str, Tally]:
+    """One chunk's output text and counts (what a process hands to the writer)."""
+    tally = Tally(confusion=[[0] * len(clf.labels) for _ in clf.labels])
+    first_row = int(frame.index[0]) + 1 if len(frame) else 1  # pandas numbers rows across chunks
+    return tables.to_text(_chunk_rows(clf, frame, plan, tally), plan.out_sep, first_row, plan.header), tally
 
 
 def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally) -> list[list[str]]:
@@ -276,23 +278,12 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally)
     for p in filter(None, problems):
         tally.errors[p] = tally.errors.get(p, 0) + 1
     if plan.label_column:
-        _count_gold(frame[plan.label_column].tolist(), ok, best, clf.labels, tally)
+        count_gold(frame[plan.label_column].tolist(), ok, best, clf.labels, tally)
     tally.rows += len(frame)
     tally.predicted += len(ok)
     tally.truncated += int(truncated.sum())
     cells = frame.fillna("").to_numpy(dtype=object).tolist()
     return [row + extra for row, extra in zip(cells, added)]
-
-
-def _count_gold(gold: list, ok: list[int], best: np.ndarray, labels: list[str], tally: Tally) -> None:
-    """Add the chunk's predicted rows to the confusion counts; gold may be a name or an id."""
-    index = {str(i): i for i in range(len(labels))} | {name: i for i, name in enumerate(labels)}  # names first
-    for j, i in enumerate(ok):
-        g = index.get(gold[i].strip()) if isinstance(gold[i], str) else None
-        if g is None:
-            tally.no_gold += 1
-        else:
-            tally.confusion[g][int(best[j])] += 1
 
 
 def _file_metrics(tally: Tally, num_labels: int, plan: _Plan) -> dict[str, float] | None:

@@ -52,3 +52,11 @@ def publish(stage: Path, output_dir: Path) -> None:
     for item in sorted(stage.iterdir(), key=lambda p: last.index(p.name) + 1 if p.name in last else 0):
         os.replace(item, output_dir / item.name)  # metrics.json last: its presence means complete
     stage.rmdir()
+
+
+def move_into(stage: Path, output_dir: Path, last: str | None = None) -> None:
+    """Move staged files that are not a run (a search's report: no run id, no manifest) into
+    `output_dir`, `last` moved last; nothing else in the folder is touched."""
+    for item in sorted(stage.iterdir(), key=lambda p: p.name == last):
+        os.replace(item, output_dir / item.name)
+    stage.rmdir()

@@ -24,6 +24,7 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
         "greater_is_better": METRICS[card.select_by].higher_is_better,
         "save_total_limit": 1,
         "report_to": "none",
+        "project": "cardtune",  # trackio's project (the library's default is "huggingface")
         "train_sampling_strategy": "group_by_length",
         "per_device_eval_batch_size": 128,
         "warmup_steps": 0.1,  # below 1: a fraction of the training steps

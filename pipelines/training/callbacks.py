@@ -7,6 +7,8 @@ import time
 
 from transformers import TrainerCallback
 
+from pipelines import hardware
+
 log = logging.getLogger(__name__)
 
 
@@ -33,3 +35,23 @@ class LogCallback(TrainerCallback):
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
             log.info("epoch %.2f step %d: %s", state.epoch or 0, state.global_step, shown)
 
+
+
+class ThreadCallback(TrainerCallback):
+    """CPU training without --threads: every `every_s` seconds, torch's thread count is fitted to
+    the cores other jobs leave free (hardware.ThreadGovernor), so a job that starts beside ours
+    does not make every step wait on a descheduled thread."""
+
+    def __init__(self, every_s: float = 15.0) -> None:
+        self.every_s = every_s
+        self.governor: hardware.ThreadGovernor | None = None
+        self._last = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.governor = hardware.ThreadGovernor(settle_s=0)  # configure_threads has just looked
+        self._last = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.governor is not None and time.monotonic() - self._last >= self.every_s:
+            self.governor.update()
+            self._last = time.monotonic()

@@ -18,8 +18,9 @@ from pipelines.data import features
 from pipelines.data.columns import column
 from pipelines.evaluation import metrics
 from pipelines.modeling import loading
-from pipelines.training import checkpoints
-from pipelines.training.callbacks import EpochTimer, LogCallback
+from pipelines.training import checkpoints, tracking
+from pipelines.training.callbacks import EpochTimer, LogCallback, ThreadCallback
+from pipelines.training.progress import ProgressLog
 from pipelines.training.trainer import CardtuneTrainer, class_weights
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ def build_trainer(
     callbacks = list(callbacks or [])
     if run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.early_stopping_patience))
+    if not run.threads and not torch.cuda.is_available():
+        callbacks.append(ThreadCallback())
     train_labels = column(splits["train"], "label")
     trainer = CardtuneTrainer(
         model=model,
@@ -78,6 +81,8 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogCallback())
+    trainer.add_callback(ProgressLog())
+    tracking.configure(trainer)
     return trainer
 
 

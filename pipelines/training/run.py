@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 import transformers
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
@@ -25,7 +27,7 @@ from pipelines.modeling import loading as model
 from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
-from pipelines.training import checkpoints
+from pipelines.training import checkpoints, search, tracking
 from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,10 @@ log = logging.getLogger(__name__)
 
 def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
     """Train `card` as configured; returns the contents of metrics.json (empty on non-main ranks)."""
-    seeds = parse_seeds(run.seeds)
+    tracking.check_backends(args.report_to)
+    if run.search is not None:
+        search.check_ready(card, run)
+    parse_seeds(run.seeds)  # a bad list is an error before any work
     threads = hardware.configure_threads(run.threads)
     choice = offline.choose(run.model, card.language)
     log.info("model %s (%s)", choice.name, choice.reason)
@@ -50,10 +55,11 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
         log.info("%s: %d rows, %d truncated at %d tokens", split, len(ds), sum(column(ds, "truncated")), max_length)
     log.info("%d CPU thread(s) per process; effective batch size %d", threads, effective_batch_size(args))
     context = {"model_reason": choice.reason}
-    if not seeds:
-        summary = run_once(card, run, args, data, feats, tokenizer, context)
+    trains = functools.partial(train_runs, card, data=data, feats=feats, tokenizer=tokenizer, context=context)
+    if run.search is not None:
+        summary = search.run_search(card, run, args, feats, tokenizer, functools.partial(build_model, card), trains)
     else:
-        summary = run_seeds(card, run, args, data, feats, tokenizer, seeds, context)
+        summary = trains(run, args)
     if data.is_sample and summary:
         log.warning("REMINDER: this run used the bundled sample, not the real data: %s", data.notes[0])
     return summary
@@ -83,6 +89,21 @@ def run_once(
 ) -> dict[str, Any]:
     """One seed: build the model, train, write the output directory. `context` goes into metrics.json."""
     transformers.set_seed(args.seed)  # the new head is initialised at load time
+    tracking.name_run(card, run, args)
+    classifier, params = build_model(card, run)
+    result = train(card, args, feats, classifier, tokenizer, run)
+    if not result.trainer.is_world_process_zero():
+        return {}
+    tracking.log_final(result.trainer, card, run, {"validation": result.validation.metrics,
+                                                   "test": result.test.metrics if result.test else None})
+    after = "nothing was published; once there is room, rerun with --resume"
+    with staging.discarded_on_failure(args.output_dir), filesystem.writing(args.output_dir, "write the run's outputs",
+                                                                           after):
+        return write_outputs(card, run, args, data, feats, result, {**params, **context})
+
+
+def build_model(card: TaskCard, run: RunArgs) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The run's classifier with its freezing applied, and its parameter counts for the report."""
     classifier = model.load_model(card, run.model, run.online, run.attn_implementation, run.head,
                                   run.head_hidden, run.classifier_dropout)
     trainable, total = freezing.freeze(classifier, run.freeze, run.trainable_layers)
@@ -93,14 +114,7 @@ def run_once(
         log.info("word embeddings frozen (freeze_word_embeddings)")
     log.info("head %s, freeze %s: %s of %s parameters trainable (%.1f%%)", run.head, run.freeze,
              f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-    result = train(card, args, feats, classifier, tokenizer, run)
-    if not result.trainer.is_world_process_zero():
-        return {}
-    after = "nothing was published; once there is room, rerun with --resume"
-    with staging.discarded_on_failure(args.output_dir), filesystem.writing(args.output_dir, "write the run's outputs",
-                                                                           after):
-        return write_outputs(card, run, args, data, feats, result, {"trainable": trainable, "total": total,
-                                                                 "freeze_word_embeddings": frozen_table, **context})
+    return classifier, {"trainable": trainable, "total": total, "freeze_word_embeddings": frozen_table}
 
 
 def _freezes_word_embeddings(run: RunArgs) -> bool:
@@ -109,6 +123,15 @@ def _freezes_word_embeddings(run: RunArgs) -> bool:
         return run.freeze_word_embeddings
     entry = offline.find(run.model)
     return bool(entry and entry.freeze_word_embeddings)
+
+
+def train_runs(card: TaskCard, run: RunArgs, args: TrainingArguments, *, data: LoadedData, feats: datasets.DatasetDict,
+               tokenizer: PreTrainedTokenizerBase, context: dict[str, Any]) -> dict[str, Any]:
+    """One run, or one per seed of `run.seeds`."""
+    seeds = parse_seeds(run.seeds)
+    if seeds:
+        return run_seeds(card, run, args, data, feats, tokenizer, seeds, context)
+    return run_once(card, run, args, data, feats, tokenizer, context)
 
 
 def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int], context: dict[str, Any]) -> dict[str, Any]:

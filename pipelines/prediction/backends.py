@@ -1,0 +1,136 @@
+"""What runs a classifier's forward pass: PyTorch (fp32, bf16, dynamic int8) or ONNX Runtime.
+
+Each runner takes a padded batch as NumPy arrays and returns float64 logits, so the streaming
+code around it does not care which one it has. README, "Batch prediction", has the measurements
+behind the choices (`--int8` runs ONNX Runtime's dynamic int8; PyTorch's stays for comparison).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from pipelines.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "int8", "bf16"]
+ONNX_FILE = "model.onnx"  # the name optimum's ORTModel looks for, too
+EXPORT_INFO = "export.json"
+
+
+def is_onnx_export(folder: Path) -> bool:
+    """A folder written by `scripts/export.py --onnx` (an ONNX graph beside config and tokenizer)."""
+    return (folder / ONNX_FILE).is_file()
+
+
+def onnx_precision(folder: Path) -> Precision:
+    """The precision an export was written in (recorded in export.json; fp32 if absent)."""
+    try:
+        return json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8")).get("precision", "fp32")
+    except (OSError, ValueError):
+        return "fp32"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def auto_precision(device: str | None) -> Precision:
+    """The default precision: bf16 on CPUs with AMX, where it was measured faster than fp32 with
+    at least 99.9% of labels the same (README); fp32 elsewhere (GPUs, and CPUs where bf16 is
+    untried or emulated)."""
+    on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    return "bf16" if on_cpu and "amx_bf16" in cpu_flags() else "fp32"
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """PyTorch's dynamic int8 of every nn.Linear, weights per output channel (fewer flipped labels
+    than per tensor, same speed). torch marks it deprecated in favour of torchao."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                                      dtype=torch.qint8)
+
+
+class TorchRunner:
+    """A PyTorch sequence classifier, optionally int8 (CPU) or under bf16 autocast."""
+
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, precision: Precision) -> None:
+        if precision == "int8" and device.type != "cpu":
+            raise ModelError(f"--int8 runs on the CPU (dynamic int8 quantization); drop --device {device} or pass "
+                             "--device cpu")
+        self.precision, self.device = precision, device
+        self.model = quantize_int8(model) if precision == "int8" else model
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        cast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"
+                else contextlib.nullcontext())
+        with torch.inference_mode(), cast:
+            return self.model(**tensors).logits.float().cpu().numpy().astype(np.float64)
+
+
+class OnnxRunner:
+    """An ONNX graph run by ONNX Runtime on the CPU."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, graph: Path, precision: Precision, threads: int | None = None) -> None:
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: one per core, ORT's default
+        options.inter_op_num_threads = 1
+        # Spinning workers hold a core while waiting; on a shared machine that core is someone's.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.precision = precision
+        self.device = torch.device("cpu")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: batch[k].astype(np.int64, copy=False) for k in self.inputs}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float64)
+
+
+def versions(packages: list[str]) -> dict[str, str | None]:
+    """Installed versions of `packages` (None where missing), for the records outputs carry."""
+    from importlib import metadata
+
+    found: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def import_onnxruntime() -> Any:
+    """onnxruntime, or a one-line error saying how to install it (it is an optional extra)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError("--int8 and ONNX exports need onnxruntime and onnx: `pip install -e '.[onnx]'`") from None
+    return onnxruntime
