@@ -87,6 +87,19 @@ def early_flags(argv: list[str]) -> argparse.Namespace:
     return pre.parse_known_args(argv)[0]
 
 
+def parse(card: TaskCard, argv: list[str]) -> tuple[RunArgs, TrainingArguments]:
+    """RunArgs and TrainingArguments for `card` from the command line; bad combinations are one line."""
+    from pipelines.errors import CardtuneError
+
+    try:
+        return build_parser(card).parse_args_into_dataclasses(args=argv)
+    except ValueError as err:  # TrainingArguments rejects a combination of values
+        unused = re.match(r"Some specified arguments are not used by the HfArgumentParser: (.*)", str(err))
+        if unused:
+            raise CardtuneError(f"unknown option(s) {unused.group(1)} (see --help)") from None
+        raise CardtuneError(f"invalid training arguments (card {card.path.name} + command line): {err}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train on a task card (`cardtune-train`); returns the exit code."""
     argv = negative_values(list(sys.argv[1:] if argv is None else argv))
@@ -117,14 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             raise CardtuneError("--task is required: a shipped card name (see --list-tasks) or a card .yaml path")
         card = load_card(known.task)
         try:
-            run_args, training_args = build_parser(card).parse_args_into_dataclasses(args=argv)
+            run_args, training_args = parse(card, argv)
         except SystemExit as exit_:  # argparse already printed usage and the error
             return int(exit_.code or 0)
-        except ValueError as err:  # TrainingArguments rejects a combination of values
-            unused = re.match(r"Some specified arguments are not used by the HfArgumentParser: (.*)", str(err))
-            if unused:
-                raise CardtuneError(f"unknown option(s) {unused.group(1)} (see --help)") from None
-            raise CardtuneError(f"invalid training arguments (card {card.path.name} + command line): {err}") from None
         from pipelines import hardware
         from pipelines.training import option_checks
 
