@@ -115,14 +115,7 @@ def predict_file(
 
 def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: Path,
              opts: PredictOptions) -> PredictSummary | None:
-    device = _device(opts.device, group)
-    precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
-    if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
-        precision = "fp32"  # an export runs in the precision it was exported in
-    governor = hardware.ThreadGovernor() if opts.adapt_threads else None
-    # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
-    # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
-    clf = Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend)
+    clf = _classifier(group, model_dir, opts)
     plan = _plan(clf, source, target, opts)
     out = PartialOutput(target, _fingerprint(clf, source, plan)) if group.is_main else None
 
@@ -137,7 +130,8 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
     log.info("predicting %s with %s on %s (%s, %s): text %s, max_length %d, batch size %d", source, clf.path,
              clf.device, clf.precision, clf.backend, list(plan.text_columns), plan.max_length, plan.batch_size)
     progress = Progress(source, resumed_from, opts.progress if group.is_main else False)
-    threads = governor if clf.backend == "torch" else None
+    # Only torch's OpenMP threads collapse on a shared core; ONNX Runtime keeps its share (see _classifier).
+    threads = hardware.ThreadGovernor() if opts.adapt_threads and clf.backend == "torch" else None
     try:
         if out is not None and state is None:
             out.write(tables.to_text([list(plan.header)], plan.out_sep))
@@ -173,7 +167,22 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
     out.finish()
     summary = PredictSummary(target, str(clf.device), clf.precision, clf.backend, group.size, plan.max_length, tally,
                              resumed_from, time.perf_counter() - clock, _file_metrics(tally, len(clf.labels), plan))
-    write_meta(target, _meta(clf, plan, summary))
+    return _finished(summary, clf, plan)
+
+
+def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions) -> Classifier:
+    """The model on this process's device, in the precision asked for (or the fastest that keeps quality)."""
+    device = _device(opts.device, group)
+    precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
+    if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
+        precision = "fp32"  # an export runs in the precision it was exported in
+    # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
+    # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
+    return Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend)
+
+
+def _finished(summary: PredictSummary, clf: Classifier, plan: _Plan) -> PredictSummary:
+    write_meta(summary.output, _meta(clf, plan, summary))
     _log_summary(summary)
     return summary
 
