@@ -70,6 +70,15 @@ def writing(path: str | Path, what: str, after: str = "") -> Iterator[None]:
         raise WriteError.of(err, path, what, after) from None
 
 
+def fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk (a folder: the renames made in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file's content, read in blocks."""
     h = hashlib.sha256()

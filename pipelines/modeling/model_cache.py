@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -27,11 +26,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pipelines import filesystem
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "cardtune-manifest.json"
 MANIFEST_FORMAT = 1
-_HASH_CHUNK = 1 << 20
 
 # (folder, stat fingerprint) pairs whose sha256 this process has already checked
 _verified: set[tuple[str, tuple]] = set()
@@ -48,14 +48,6 @@ def models_dir() -> Path:
     return cache_root() / "models"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def _files(folder: Path) -> list[Path]:
     """Every regular file under `folder` except the manifest, sorted by relative path."""
@@ -69,7 +61,7 @@ def write_manifest(folder: Path, recipe: str) -> dict:
     for path in _files(folder):
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())  # data on disk before the manifest vouches for it
-        files[path.relative_to(folder).as_posix()] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        files[path.relative_to(folder).as_posix()] = {"bytes": path.stat().st_size, "sha256": filesystem.sha256(path)}
     manifest = {"format": MANIFEST_FORMAT, "recipe": recipe, "files": files}
     target = folder / MANIFEST
     with open(target, "w", encoding="utf-8") as fh:
@@ -114,7 +106,7 @@ def check(folder: Path, recipe: str, full: bool | None = None) -> str | None:
         return None
     log.debug("checking the sha256 of every file in %s", folder)
     for name, (_, digest) in sorted(expected.items()):
-        if sha256_file(present[name]) != digest:
+        if filesystem.sha256(present[name]) != digest:
             return f"{name} does not match its sha256 in the manifest"
     _verified.add(key)
     return None
@@ -168,7 +160,7 @@ def prepare(key: str, recipe: str, build: Callable[[Path], None], root: Path | N
             manifest = write_manifest(tmp, recipe)
             os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared between users
             os.rename(tmp, target)
-            _fsync_dir(root)
+            filesystem.fsync(root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -177,10 +169,3 @@ def prepare(key: str, recipe: str, build: Callable[[Path], None], root: Path | N
         _verified.add((str(target), _fingerprint(target, sorted(manifest["files"]))))
     return target
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

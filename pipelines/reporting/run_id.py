@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipelines import filesystem
 from pipelines.errors import CardtuneError
 from pipelines.filesystem import sha256
 
@@ -52,12 +53,12 @@ def seal(stage: Path) -> str:
     files = {}
     for item in sorted(p for p in stage.iterdir() if p.is_file() and p.name != MANIFEST):
         os.chmod(item, mode)
-        _fsync(item)
+        filesystem.fsync(item)
         files[item.name] = {"bytes": item.stat().st_size, "sha256": sha256(item)}
     manifest = stage / MANIFEST
     manifest.write_text(json.dumps({"run_id": run_id, "files": files}, indent=2) + "\n", encoding="utf-8")
     os.chmod(manifest, mode)
-    _fsync(manifest)
+    filesystem.fsync(manifest)
     return run_id
 
 
@@ -164,10 +165,3 @@ def _file_mode() -> int:
     os.umask(umask)
     return 0o666 & ~umask
 
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
