@@ -115,3 +115,27 @@ def toy_task(tmp_path) -> tuple[Path, Path]:
 
 def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sharpen(folder, seed=0):
+    """A saved classifier whose head gives spread-out probabilities (an untrained head sits near
+    uniform, where a comparison to 1e-5 would prove little)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1.0)
+        model.classifier.bias.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def carded_model(tmp_path_factory):
+    """A tiny model saved the way scripts/run.py saves one: with its task card."""
+    folder = build_tiny_model(tmp_path_factory.mktemp("carded"), labels=["neg", "pos"])
+    sharpen(folder)
+    write_card(folder, name="task_card", max_length=16)
+    return folder

@@ -4,7 +4,7 @@ import csv
 import json
 
 import pytest
-from conftest import SHARED_DATA, build_tiny_model, toy_rows, write_card, write_csv
+from conftest import SHARED_DATA, build_tiny_model, sharpen, toy_rows, write_csv
 
 from pipelines.evaluation import metrics
 from pipelines.prediction.partial import PartialOutput
@@ -14,35 +14,15 @@ from scripts.predict import main
 ADDED_2 = ["predicted", "predicted_prob", "prob_neg", "prob_pos", "error"]
 
 
-def _sharpen(folder, seed=0):
-    """A saved classifier whose head gives spread-out probabilities (an untrained head sits near
-    uniform, where a comparison to 1e-5 would prove little)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        model.classifier.weight.normal_(0, 1.0)
-        model.classifier.bias.normal_(0, 0.5)
-    model.save_pretrained(folder)
-    return folder
 
 
-@pytest.fixture(scope="module")
-def carded_model(tmp_path_factory):
-    """A tiny model saved the way scripts/run.py saves one: with its task card."""
-    folder = build_tiny_model(tmp_path_factory.mktemp("carded"), labels=["neg", "pos"])
-    _sharpen(folder)
-    write_card(folder, name="task_card", max_length=16)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def pair_model(tmp_path_factory):
     """A tiny 3-label pair model without a card (as if fine-tuned elsewhere)."""
     folder = build_tiny_model(tmp_path_factory.mktemp("pair"), labels=["entailment", "neutral", "contradiction"])
-    return _sharpen(folder, seed=1)
+    return sharpen(folder, seed=1)
 
 
 def _rows(n):
@@ -134,7 +114,7 @@ def test_real_offline_model_matches_the_pipeline_on_sst2(tmp_path):
         resolve(None), num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(resolve(None)).save_pretrained(folder)
-    _sharpen(folder)
+    sharpen(folder)
     lines = sst2.read_text(encoding="utf-8").splitlines()
     source = tmp_path / "sst2.tsv"
     source.write_text("\n".join(lines[:1] + lines[1:3001:100]) + "\n", encoding="utf-8")  # 30 spread-out rows

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, build_tiny_model, toy_rows, write_card, write_csv
-from test_predict import _read, _sharpen
+from conftest import ROOT, toy_rows, write_csv
+from test_predict import _read
 
 from pipelines import hardware
 from pipelines.prediction import backends
@@ -18,11 +18,8 @@ from scripts.predict import main
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    folder = build_tiny_model(tmp_path_factory.mktemp("scale"), labels=["neg", "pos"])
-    _sharpen(folder)
-    write_card(folder, name="task_card", max_length=16)
-    return folder
+def model(carded_model):
+    return carded_model
 
 
 @pytest.fixture(scope="module")
