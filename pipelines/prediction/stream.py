@@ -7,7 +7,6 @@ is in memory at a time, so memory stays flat however long the file is.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -18,42 +17,18 @@ import numpy as np
 import pandas as pd
 
 from pipelines import filesystem, hardware
-from pipelines.errors import DataError, ModelError
+from pipelines.errors import DataError
 from pipelines.evaluation import metrics
 from pipelines.prediction import backends, shards
 from pipelines.prediction import delimited as tables
 from pipelines.prediction.classifier import Classifier
 from pipelines.prediction.consumed import ConsumedRows
 from pipelines.prediction.partial import PartialOutput, write_meta
+from pipelines.prediction.plan import Plan, PredictOptions, fingerprint, resolve
 from pipelines.prediction.progress import Progress
 from pipelines.prediction.tally import Tally, count_gold
 
 log = logging.getLogger(__name__)
-
-PREDICTED, PREDICTED_PROB, ERROR = "predicted", "predicted_prob", "error"
-
-
-@dataclass
-class PredictOptions:
-    """Everything `scripts/predict.py` can set (README, "Batch prediction", says why these defaults)."""
-
-    text_column: str | None = None  # default: the first text column of the saved task card
-    text_pair_column: str | None = None  # default: the card's second text column, if any
-    label_column: str | None = None  # gold labels -> accuracy / MCC / F1 for the file
-    sep: str | None = None  # default: tab for .tsv/.tab, comma otherwise
-    encoding: str = "utf-8-sig"  # UTF-8 with or without BOM
-    max_length: int | None = None  # default: the card's, else the model's limit (at most 512)
-    batch_size: int = 64
-    chunk_size: int = 4096
-    probs: bool = True  # one probability column per label
-    resume: bool = False
-    device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
-    precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
-    backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
-    threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
-    progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
-    adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
-
 
 @dataclass
 class PredictSummary:
@@ -74,23 +49,6 @@ class PredictSummary:
     def rows_per_s(self) -> float:
         """Rows predicted per second by this run (rows skipped by --resume not counted)."""
         return (self.tally.rows - self.resumed_from) / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The settings of one run, resolved from the options, the card and the file's header."""
-
-    text_columns: tuple[str, ...]
-    label_column: str | None
-    max_length: int
-    truncation: str
-    batch_size: int
-    chunk_size: int
-    probs: bool
-    sep: str
-    out_sep: str
-    encoding: str
-    header: tuple[str, ...]
 
 
 def predict_file(
@@ -116,8 +74,8 @@ def predict_file(
 def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: Path,
              opts: PredictOptions) -> PredictSummary | None:
     clf = _classifier(group, model_dir, opts)
-    plan = _plan(clf, source, target, opts)
-    out = PartialOutput(target, _fingerprint(clf, source, plan)) if group.is_main else None
+    plan = resolve(clf, source, target, opts)
+    out = PartialOutput(target, fingerprint(clf, source, plan)) if group.is_main else None
 
     def open_output() -> dict | None:
         with filesystem.writing(target.parent, f"write {out.partial.name}"):
@@ -140,24 +98,14 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
         for dealt in shards.rounds(chunks, group.size):
             if threads is not None:
                 threads.update()
-            for frame in dealt:
-                consumed.add(frame)
-            mine = dealt[group.rank] if group.rank < len(dealt) else None
-            pieces = group.gather(None if mine is None else _score_chunk(clf, mine, plan))
+            _round(group, clf, plan, dealt, out, tally, consumed)
             if out is not None:
-                for text, part in filter(None, pieces):  # in rank order, which is input order
-                    out.write(text)
-                    tally.add(part)
-                out.commit(tally.rows, asdict(tally), consumed.digest())  # only now do these rows count as done
                 progress.update(tally.rows)
         consumed.check(at_end=True)
     except Exception as err:
         if out is None or not filesystem.is_write_failure(err):
             raise
-        kept = out.salvage()
-        after = (f"the first {kept} rows are kept: free some space, then rerun with --resume" if kept
-                 else "nothing was kept")
-        raise filesystem.WriteError.of(err, target.parent, f"write {out.partial.name}", after) from None
+        raise _write_failure(err, out) from None
     finally:
         progress.close()
         if out is not None:
@@ -168,6 +116,27 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
     summary = PredictSummary(target, str(clf.device), clf.precision, clf.backend, group.size, plan.max_length, tally,
                              resumed_from, time.perf_counter() - clock, _file_metrics(tally, len(clf.labels), plan))
     return _finished(summary, clf, plan)
+
+
+def _round(group: shards.Group, clf: Classifier, plan: Plan, dealt: list[pd.DataFrame], out: PartialOutput | None,
+           tally: Tally, consumed: ConsumedRows) -> None:
+    """One chunk per process: each scores its own, the main process writes them all in input order."""
+    for frame in dealt:
+        consumed.add(frame)
+    mine = dealt[group.rank] if group.rank < len(dealt) else None
+    pieces = group.gather(None if mine is None else _score_chunk(clf, mine, plan))
+    if out is not None:
+        for text, part in filter(None, pieces):  # in rank order, which is input order
+            out.write(text)
+            tally.add(part)
+        out.commit(tally.rows, asdict(tally), consumed.digest())  # only now do these rows count as done
+
+
+def _write_failure(err: Exception, out: PartialOutput) -> Exception:
+    """A one-line error for a full or read-only disk, after keeping the rows already complete."""
+    kept = out.salvage()
+    after = f"the first {kept} rows are kept: free some space, then rerun with --resume" if kept else "nothing was kept"
+    return filesystem.WriteError.of(err, out.output.parent, f"write {out.partial.name}", after)
 
 
 def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions) -> Classifier:
@@ -181,7 +150,7 @@ def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions
     return Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend)
 
 
-def _finished(summary: PredictSummary, clf: Classifier, plan: _Plan) -> PredictSummary:
+def _finished(summary: PredictSummary, clf: Classifier, plan: Plan) -> PredictSummary:
     write_meta(summary.output, _meta(clf, plan, summary))
     _log_summary(summary)
     return summary
@@ -196,62 +165,13 @@ def _device(device: str | None, group: shards.Group) -> str | None:
     return device
 
 
-def _meta(clf: Classifier, plan: _Plan, summary: PredictSummary) -> dict[str, Any]:
+def _meta(clf: Classifier, plan: Plan, summary: PredictSummary) -> dict[str, Any]:
     """What made the output file: precision, backend, model and library versions."""
     packages = ["cardtune", "torch", "transformers"] + (["onnxruntime"] if clf.backend == "onnxruntime" else [])
     return {"output": summary.output.name, "rows": summary.tally.rows, "predicted": summary.tally.predicted,
             "precision": clf.precision, "backend": clf.backend, "model": str(clf.path.resolve()),
             "device": summary.device, "processes": summary.processes, "text_columns": list(plan.text_columns),
             "max_length": plan.max_length, "metrics": summary.metrics, "versions": backends.versions(packages)}
-
-
-def _plan(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -> _Plan:
-    sep = tables.sep_for(source, opts.sep)
-    columns = tables.read_columns(source, sep, opts.encoding)
-    text_columns = _text_columns(clf, opts)
-    for names, hint in ((text_columns, "name the text column(s) with --text-column / --text-pair-column"),
-                        ([opts.label_column] if opts.label_column else [], "check --label-column")):
-        missing = [c for c in names if c not in columns]
-        if missing:
-            names = ", ".join(map(repr, missing))
-            raise DataError(f"{source}: no column {names}; the file has columns {columns}; {hint}")
-    if opts.max_length and opts.max_length > clf.token_limit():
-        raise ModelError(f"--max-length {opts.max_length} is more than the model in {clf.path} takes "
-                         f"({clf.token_limit()} tokens); pass at most {clf.token_limit()}")
-    added = [PREDICTED, PREDICTED_PROB] + ([f"prob_{n}" for n in clf.labels] if opts.probs else []) + [ERROR]
-    clash = [c for c in added if c in columns]
-    if clash:
-        raise DataError(f"{source} already has column(s) {clash} that predictions add; rename them in the input")
-    return _Plan(
-        text_columns=text_columns, label_column=opts.label_column,
-        max_length=opts.max_length or clf.default_max_length(),
-        truncation=clf.card.truncation if clf.card else "longest_first",
-        batch_size=opts.batch_size, chunk_size=opts.chunk_size, probs=opts.probs, sep=sep,
-        out_sep=tables.sep_for(target) if target.suffix.lower() in (".csv", *tables.TSV_SUFFIXES) else sep,
-        encoding=opts.encoding, header=tuple(columns + added),
-    )
-
-
-def _text_columns(clf: Classifier, opts: PredictOptions) -> tuple[str, ...]:
-    """--text-column / --text-pair-column, else the saved card's text_columns."""
-    if opts.text_column:
-        return (opts.text_column,) + ((opts.text_pair_column,) if opts.text_pair_column else ())
-    if clf.card is None:
-        raise DataError(f"{clf.path} has no task_card.yaml (a model trained elsewhere?); name the text column "
-                        "with --text-column (and --text-pair-column for sentence pairs)")
-    card_columns = clf.card.text_columns
-    return (card_columns[0], opts.text_pair_column) if opts.text_pair_column else tuple(card_columns)
-
-
-def _fingerprint(clf: Classifier, source: Path, plan: _Plan) -> dict[str, Any]:
-    """What must not change between an interrupted run and its --resume (batching may)."""
-    settings = {k: v for k, v in asdict(plan).items() if k not in ("batch_size", "chunk_size")}
-    # The input's content is checked row by row on resume (ConsumedRows): an edit of the rows already
-    # predicted is refused, an appended row is simply predicted.
-    fingerprint = {"precision": clf.precision, "backend": clf.backend,
-                   "input": str(source.resolve()), "model": str(clf.path.resolve()),
-                   "model_run": clf.run_id or (clf.path / "config.json").stat().st_mtime_ns, **settings}
-    return json.loads(json.dumps(fingerprint))  # tuples -> lists, as the state file will hold them
 
 
 def _text_problem(values: tuple, columns: tuple[str, ...]) -> str:
@@ -264,14 +184,14 @@ def _text_problem(values: tuple, columns: tuple[str, ...]) -> str:
     return ""
 
 
-def _score_chunk(clf: Classifier, frame: pd.DataFrame, plan: _Plan) -> tuple[str, Tally]:
+def _score_chunk(clf: Classifier, frame: pd.DataFrame, plan: Plan) -> tuple[str, Tally]:
     """One chunk's output text and counts (what a process hands to the writer)."""
     tally = Tally(confusion=[[0] * len(clf.labels) for _ in clf.labels])
     first_row = int(frame.index[0]) + 1 if len(frame) else 1  # pandas numbers rows across chunks
     return tables.to_text(_chunk_rows(clf, frame, plan, tally), plan.out_sep, first_row, plan.header), tally
 
 
-def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally) -> list[list[str]]:
+def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: Plan, tally: Tally) -> list[list[str]]:
     """Output rows of one chunk, in input order: the input cells, then the prediction columns."""
     texts = list(zip(*(frame[c].tolist() for c in plan.text_columns)))
     problems = [_text_problem(t, plan.text_columns) for t in texts]
@@ -295,7 +215,7 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: _Plan, tally: Tally)
     return [row + extra for row, extra in zip(cells, added)]
 
 
-def _file_metrics(tally: Tally, num_labels: int, plan: _Plan) -> dict[str, float] | None:
+def _file_metrics(tally: Tally, num_labels: int, plan: Plan) -> dict[str, float] | None:
     if not plan.label_column:
         return None
     counts = np.asarray(tally.confusion)
