@@ -117,17 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     if flag:
         return fail(token_flag_error(flag))
     try:
-        if known.list_models:
-            print(list_models())
+        listing = listing_of(known, argv)
+        if listing is not None:
+            print(listing)
             return 0
-        if known.list_tasks:
-            print(list_tasks())
-            return 0
-        if not known.task:
-            if any(a in ("-h", "--help") for a in argv):
-                build_parser().print_help()
-                return 0
-            raise CardtuneError("--task is required: a shipped card name (see --list-tasks) or a card .yaml path")
         card = load_card(known.task)
         try:
             run_args, training_args = parse(card, argv)
@@ -155,6 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         print(redact(interrupted(err, argv)), file=sys.stderr)
         return 130
+
+
+def listing_of(known: argparse.Namespace, argv: list[str]) -> str | None:
+    """What --list-models, --list-tasks or --help without --task prints; None when a task is given."""
+    from pipelines.errors import CardtuneError
+
+    if known.list_models:
+        return list_models()
+    if known.list_tasks:
+        return list_tasks()
+    if not known.task:
+        if any(a in ("-h", "--help") for a in argv):
+            return build_parser().format_help().rstrip("\n")
+        raise CardtuneError("--task is required: a shipped card name (see --list-tasks) or a card .yaml path")
+    return None
 
 
 def interrupted(err: KeyboardInterrupt, argv: list[str]) -> str:

@@ -143,3 +143,20 @@ def test_invalid_training_argument_combination_is_one_line(toy_task, tiny_model,
     card, data = toy_task
     assert _run(card, data, tiny_model, tmp_path / "o", "--eval_strategy", "no") == 2
     assert "invalid training arguments" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("script", ["run", "predict", "push", "export"])
+@pytest.mark.parametrize("with_task", [False, True])
+def test_help_prints_every_option(script, with_task, capsys):
+    """--help lists the options and exits 0 (a bare % in a help text once crashed argparse here)."""
+    import importlib
+
+    argv = (["--task", "cola"] if with_task and script == "run" else []) + ["--help"]
+    try:
+        code = importlib.import_module(f"scripts.{script}").main(argv)
+    except SystemExit as exit_:  # argparse's own --help exits
+        code = exit_.code
+    out = capsys.readouterr().out
+    assert code in (0, None) and out.startswith("usage:")
+    if script == "run":
+        assert "--freeze_word_embeddings" in out and "80%" in out and "--learning_rate" in out

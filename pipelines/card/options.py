@@ -22,7 +22,8 @@ NOT_IN_CARD = frozenset(
 
 
 def _opt(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
+    # argparse %-formats help strings: a bare "80%" would crash --help.
+    return field(default=default, metadata={"help": help_text.replace("%", "%%")})
 
 
 # The choices of --head and --freeze come from their registries. A str Enum, because HfArgumentParser
