@@ -53,6 +53,7 @@ def test_int8_and_bf16_are_labelled_and_resume_never_mixes_precisions(model, row
         assert main(base + [str(out), flag]) == 0
         meta = _meta(out)
         assert meta["precision"] == flag[2:] and meta["rows"] == 600
+        assert meta["seconds"] > 0 and meta["rows_per_s"] > 0 and meta["resumed_from"] == 0
         assert meta["backend"] == ("onnxruntime" if flag == "--int8" else "torch")
         assert f"{flag[2:]} {meta['backend']}" in capsys.readouterr().out
         labels, probs = _labels_and_probs(out)

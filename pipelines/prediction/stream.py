@@ -171,7 +171,9 @@ def _meta(clf: Classifier, plan: Plan, summary: PredictSummary) -> dict[str, Any
     return {"output": summary.output.name, "rows": summary.tally.rows, "predicted": summary.tally.predicted,
             "precision": clf.precision, "backend": clf.backend, "model": str(clf.path.resolve()),
             "device": summary.device, "processes": summary.processes, "text_columns": list(plan.text_columns),
-            "max_length": plan.max_length, "metrics": summary.metrics, "versions": backends.versions(packages)}
+            "max_length": plan.max_length, "metrics": summary.metrics, "seconds": round(summary.seconds, 3),
+            "rows_per_s": round(summary.rows_per_s, 1), "resumed_from": summary.resumed_from,
+            "versions": backends.versions(packages)}
 
 
 def _text_problem(values: tuple, columns: tuple[str, ...]) -> str:
