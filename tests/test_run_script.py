@@ -38,6 +38,7 @@ def test_toy_run_writes_every_output(toy_task, tiny_model, tmp_path):
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"}
+    assert read_json(out / "run_config.json")["attention"] == "sdpa"  # the attention used, not only the one asked
     assert yaml.safe_load((out / "task_card.yaml").read_text(encoding="utf-8"))["labels"] == ["neg", "pos"]
 
 

@@ -74,7 +74,9 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
     alarm = diagnostics.validation_alarm(validation.labels, validation.preds, card.labels,
                                          column(feats["train"], "label"), _language_causes(card, run))
     summary = {"run_id": rid, **metrics_summary(card, run, args, data, feats, result, rows, alarm, params)}
-    tables.write_json(stage / "run_config.json", {"run_id": rid, **run_config(run, args, card)})
+    # The attention actually used: --attn_implementation asks, a model without sdpa falls back to eager.
+    attention = getattr(getattr(trainer.model, "config", None), "_attn_implementation", None)
+    tables.write_json(stage / "run_config.json", {"run_id": rid, **run_config(run, args, card), "attention": attention})
     (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")
     tables.write_json(stage / "metrics.json", summary)
     staging.publish(stage, out)
