@@ -7,8 +7,10 @@ fewer flipped labels (README, "Batch prediction").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
     fp32 = path.with_name(path.stem + "_fp32.onnx") if int8 else path
     wrapper = _Logits(model, names).eval()  # the exporter restores the wrapper's mode, so eval, on the model too
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _eager_attention(model):
         # The TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript.
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, tuple(example[n] for n in names), str(fp32), input_names=names,
@@ -51,6 +53,22 @@ def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path
         fp32.unlink()
     return {"inputs": names, "output": "logits", "dynamic_axes": axes, "opset": OPSET,
             "quantization": QUANTIZATION if int8 else None}
+
+
+@contextlib.contextmanager
+def _eager_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Export the plain attention (an added mask) rather than sdpa's, whose export guards fully masked
+    rows with IsNaN/Where nodes: in int8, on 3,000 SST-2 rows, ~490 rows/s against ~440 (README)."""
+    set_attention = getattr(model, "set_attn_implementation", None)
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if set_attention is None or before in (None, "eager"):
+        yield
+        return
+    set_attention("eager")
+    try:
+        yield
+    finally:
+        set_attention(before)
 
 
 QUANTIZATION = {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 per channel",
