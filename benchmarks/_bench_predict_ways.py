@@ -86,7 +86,8 @@ def child(way: str, model: str, source: str, out: str, threads: str, batch_size:
         result = run_pipeline(model, source, out, threads, batch_size)
     else:
         result = run_cardtune(way, model, source, out, threads, batch_size, chunk_size)
-    print("BENCH " + json.dumps(result), flush=True)
+    # A file per process: lines that several processes print to one pipe can interleave.
+    Path(f"{out}.bench-{result['rank']}.json").write_text(json.dumps(result), encoding="utf-8")
 
 
 def compare(reference: Path, other: Path) -> tuple[int, int, float]:

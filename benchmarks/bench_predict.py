@@ -111,8 +111,10 @@ def launch(way: str, model: Path, source: Path, out: Path, threads: str, batch_s
                    str(processes), "--main_process_port", "0", *child]
     else:
         command = [sys.executable, *child]
+    for stale in out.parent.glob(out.name + ".bench-*.json"):
+        stale.unlink()
     done = subprocess.run(command, capture_output=True, text=True, env={k: v for k, v in env.items() if v})
-    results = [json.loads(line[6:]) for line in done.stdout.splitlines() if line.startswith("BENCH ")]
+    results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(out.parent.glob(out.name + ".bench-*.json"))]
     if done.returncode != 0 or len(results) != processes:
         raise SystemExit(f"{way} on {source.name} failed:\n{done.stderr[-3000:]}")
     return {"rows_per_s": next(r["rows_per_s"] for r in results if r["rank"] == 0),
