@@ -106,11 +106,16 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture
 def toy_task(tmp_path) -> tuple[Path, Path]:
     """(card path, data dir) of a toy task with 48 train and 16 validation rows."""
-    data = tmp_path / "data"
+    return make_toy_task(tmp_path)
+
+
+def make_toy_task(base: Path) -> tuple[Path, Path]:
+    """The toy task written into `base` (for module-scoped fixtures): (card path, data dir)."""
+    data = base / "data"
     data.mkdir()
     write_csv(data / "train.csv", toy_rows(48))
     write_csv(data / "dev.csv", toy_rows(16, seed=1))
-    return write_card(tmp_path), data
+    return write_card(base), data
 
 
 def read_json(path: Path):

@@ -43,14 +43,10 @@ HOLD = ("import sys, time; from pipelines.reporting import run_lock\n"
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory, tiny_model):
     """(card, data dir, tiny model, a finished run's folder, its run id): the 'previous run'."""
-    from conftest import write_card
+    from conftest import make_toy_task
 
     base = tmp_path_factory.mktemp("faults")
-    data = base / "data"
-    data.mkdir()
-    write_csv(data / "train.csv", toy_rows(48))
-    write_csv(data / "dev.csv", toy_rows(16, seed=1))
-    card = write_card(base)
+    card, data = make_toy_task(base)
     prev = base / "prev"
     assert run_main(run_argv(card, data, tiny_model, prev, "--num_train_epochs", "1", "--seed", "1", *LEARNS)) == 0
     return card, data, tiny_model, prev, run_id.verify(prev)

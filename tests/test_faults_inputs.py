@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from conftest import read_json, toy_rows, write_card, write_csv
+from conftest import make_toy_task, read_json, toy_rows, write_card, write_csv
 from faultkit import LEARNS, leftovers, one_error, run_argv
 
 from pipelines.reporting import run_id
@@ -28,11 +28,8 @@ class Interrupt(Exception):
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory, tiny_model):
     base = tmp_path_factory.mktemp("inputs")
-    data = base / "data"
-    data.mkdir()
-    write_csv(data / "train.csv", toy_rows(48))
-    write_csv(data / "dev.csv", toy_rows(16, seed=1))
-    return write_card(base), data, tiny_model, base
+    card, data = make_toy_task(base)
+    return card, data, tiny_model, base
 
 
 @pytest.fixture(scope="module")
