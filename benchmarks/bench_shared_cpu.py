@@ -18,7 +18,6 @@ Run it with nothing else on the machine: its "idle" must be idle.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from _shared import add_data_dir
+from bench_predict import tsv_rows, write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 WAYS = ("predict", "train")
@@ -48,14 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def sst2_input(data_dir: Path, rows: int, folder: Path) -> Path:
     """The first `rows` SST-2 training sentences as a CSV with a `sentence` column."""
-    with open(data_dir / "sst2" / "train.tsv", encoding="utf-8", newline="") as fh:
-        lines = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))[1: rows + 1]
-    path = folder / "input.csv"
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["sentence"])
-        writer.writerows([line[0]] for line in lines)
-    return path
+    return write_rows(folder / "input.csv", tsv_rows(data_dir / "sst2" / "train.tsv")[:rows], rows)
 
 
 def run_script(command: list[str]) -> None:
