@@ -80,6 +80,33 @@ def test_int8_and_bf16_are_labelled_and_resume_never_mixes_precisions(model, row
     assert out.read_bytes() == (tmp_path / "fp32.csv").read_bytes()
 
 
+def test_int8_resume_refuses_a_partial_made_from_another_graph_recipe(model, rows_csv, tmp_path, monkeypatch, capsys):
+    """An int8 file started by a cardtune that built its graph differently (e.g. sdpa attention) is not continued."""
+    pytest.importorskip("onnxruntime")
+    from pipelines.prediction import onnx_graph
+
+    base = ["--model", str(model), "--input", str(rows_csv), "--chunk-size", "100", "--int8", "--output"]
+    real, calls = Classifier.score, []
+
+    def interrupt_second_chunk(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    out = tmp_path / "int8.csv"
+    with monkeypatch.context() as patch:
+        patch.setattr(Classifier, "score", interrupt_second_chunk)
+        patch.setattr(onnx_graph, "RECIPE", {**onnx_graph.RECIPE, "attention": "sdpa"})
+        assert main(base + [str(out)]) == 130
+    state = json.loads(out.with_name(out.name + ".partial.json").read_text(encoding="utf-8"))
+    assert state["fingerprint"]["graph"]["attention"] == "sdpa"
+    capsys.readouterr()
+    assert main(base + [str(out), "--resume"]) == 2
+    assert "graph" in _error_line(capsys)
+    assert main(base + [str(out)]) == 0 and not out.with_name(out.name + ".partial.json").exists()
+
+
 def test_onnx_export_loads_in_plain_onnxruntime_and_in_predict(model, rows_csv, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     from transformers import AutoTokenizer

@@ -37,6 +37,7 @@ class Classifier:
         self.path = Path(model_dir)
         run_lock.refuse_if_busy(self.path, "predicting with it")
         self.run_id = run_id.verify(self.path)  # a folder mixing two runs' files (a publish cut short) is refused
+        self.graph: dict | None = None  # the recipe of a graph built here at load time (int8)
         if backends.is_onnx_export(self.path):
             self.runner = self._onnx_runner(device, precision, threads)
         else:
@@ -90,7 +91,7 @@ class Classifier:
         if device not in (None, "cpu"):
             raise ModelError(f"--int8 runs on the CPU (ONNX Runtime); drop --device {device}")
         backends.import_onnxruntime()
-        from pipelines.prediction.onnx_graph import write_graph
+        from pipelines.prediction.onnx_graph import RECIPE, write_graph
 
         self.device = torch.device("cpu")
         start = time.perf_counter()
@@ -98,6 +99,7 @@ class Classifier:
             graph = Path(folder) / backends.ONNX_FILE
             write_graph(model, self.tokenizer, graph, int8=True)
             runner = OnnxRunner(graph, "int8", threads)  # the session holds the graph; the file can go
+        self.graph = RECIPE
         log.info("int8 graph for %s built in %.1f s (ONNX Runtime, dynamic int8)", self.path,
                  time.perf_counter() - start)
         return runner

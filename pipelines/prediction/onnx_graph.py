@@ -20,6 +20,8 @@ from transformers import PreTrainedTokenizerBase
 log = logging.getLogger(__name__)
 
 OPSET = 17  # LayerNormalization is one op from 17 on; onnxruntime 1.16+ runs it
+# How the graph is made, beyond the model: a --resume must not continue a file made from another recipe.
+RECIPE = {"opset": OPSET, "attention": "eager"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -51,7 +53,7 @@ def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path
     if int8:
         quantize(fp32, path)
         fp32.unlink()
-    return {"inputs": names, "output": "logits", "dynamic_axes": axes, "opset": OPSET,
+    return {"inputs": names, "output": "logits", "dynamic_axes": axes, **RECIPE,
             "quantization": QUANTIZATION if int8 else None}
 
 

@@ -57,7 +57,6 @@ class Plan:
     header: tuple[str, ...]
 
 
-
 def resolve(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -> Plan:
     """The run's settings: columns checked against the file's header, lengths against the model."""
     sep = tables.sep_for(source, opts.sep)
@@ -105,4 +104,6 @@ def fingerprint(clf: Classifier, source: Path, plan: Plan) -> dict[str, Any]:
     fingerprint = {"precision": clf.precision, "backend": clf.backend,
                    "input": str(source.resolve()), "model": str(clf.path.resolve()),
                    "model_run": clf.run_id or (clf.path / "config.json").stat().st_mtime_ns, **settings}
+    if clf.graph:
+        fingerprint["graph"] = clf.graph
     return json.loads(json.dumps(fingerprint))  # tuples -> lists, as the state file will hold them
