@@ -62,8 +62,10 @@ class RunArgs:
     cache_features: bool = _opt(True, "Reuse tokenized features between runs (CARDTUNE_CACHE).")
     threads: int | None = _opt(None, "CPU threads per process (default: available cores / local processes).")
     attn_implementation: Literal["sdpa", "eager"] = _opt("sdpa", "Attention kernel: sdpa (fused) or eager.")
-    # Fine-tuning recipes (defaults keep the plain recipe: linear head, nothing frozen).
-    head: HeadName = _opt("linear", "Classifier head: " + _choices_help(HEADS))
+    # Fine-tuning recipes.
+    head: HeadName | None = _opt(None, "Classifier head (default: the one that reads the encoder as it was "
+                                       "trained: mean for the named offline models, linear otherwise): "
+                                       + _choices_help(HEADS))
     head_hidden: int | None = _opt(None, "Hidden size of the mlp head (default: the encoder's).")
     classifier_dropout: float | None = _opt(None, "Dropout before the head (default: the model config's).")
     freeze: FreezeName = _opt("none", "What to freeze: " + _choices_help(STRATEGIES))
@@ -71,6 +73,11 @@ class RunArgs:
     freeze_word_embeddings: bool | None = _opt(
         None, "Freeze the word-embedding table (default: the named model's advice: yes for multilingual-e5-small, "
               "whose 250k-row table is 80% of its parameters; no otherwise).")
+    warm_start: bool = _opt(True, "Fit the head on frozen features (a logistic regression) before fine-tuning "
+                                  "(LP-FT); --warm_start false starts from a random head.")
+    baseline: Literal["probe", "none"] = _opt(
+        "probe", "Also fit a logistic regression on the frozen encoder's embeddings of the same splits and report "
+                 "it beside the fine-tuned scores (probe), or not (none).")
     layerwise_lr_decay: float = _opt(1.0, "Learning rate x decay**depth from the top block down (1.0: off).")
     class_weights: str | None = _opt(None, "Loss weights per class: 'balanced' or a list like '1.0,3.0'.")
     early_stopping_patience: int | None = _opt(

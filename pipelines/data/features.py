@@ -100,3 +100,16 @@ def sort_by_length(ds: datasets.Dataset) -> datasets.Dataset:
 def collator(tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> DataCollatorWithPadding:
     """Dynamic padding to the longest sequence of each batch."""
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def length_batches(ds: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64):
+    """(row positions, padded tensors) of a tokenized split, longest rows first so batches pad little."""
+    collate = collator(tokenizer)
+    keep = [c for c in MODEL_INPUTS if c in ds.column_names]
+    order = np.argsort(-np.asarray(column(ds, "length")), kind="stable")
+    for start in range(0, len(ds), batch_size):
+        rows = order[start:start + batch_size]
+        yield rows, collate(list(ds.select(rows).select_columns(keep)))

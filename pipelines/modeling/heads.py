@@ -2,11 +2,16 @@
 
 `linear` is the model's own `*ForSequenceClassification` head (pooled [CLS] -> dropout -> linear);
 it loads in plain `transformers.pipeline`. The others run in `PooledClassifier`
-(pooled_classifier.py), which saves `cardtune_head` in config.json so cardtune can load it back.
-To add a head, write how it builds its layers and how it pools, and add one `Head` to `HEADS`.
+(pooled_classifier.py), which saves `cardtune_head` in config.json and its own code beside the
+weights, so the folder loads with `trust_remote_code=True`. To add a head, write how it builds its
+layers and how it pools, and add one `Head` to `HEADS`.
 
-Kept free of torch at import: the run options offer these names as choices, and card checks must
-stay cheap. torch is imported where layers are built.
+How an encoder is read is its pooling: `cls` (the [CLS] vector through the pooler) or `mean` (the
+masked mean of the token vectors, how sentence encoders were trained). A named offline model declares
+its pooling; `DEFAULT_HEAD` is the head a run uses for it unless `--head` says otherwise.
+
+Kept free of torch at import, and of any cardtune import (this file is saved beside models): the run
+options offer these names as choices, and card checks must stay cheap.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Head:
 
     name: str
     help: str
+    pooling: str  # how it reads the encoder: "cls" or "mean"
     uses_pooler: bool  # whether the encoder's pooler (dense + tanh over [CLS]) is loaded
     # (hidden size, head hidden size, labels, dropout) -> module; None: the model's own head
     layers: Callable[[int, int, int, float], nn.Module] | None = None
@@ -64,7 +70,11 @@ def mlp_layers(size: int, hidden: int, labels: int, dropout: float) -> nn.Module
 
 
 HEADS: dict[str, Head] = {head.name: head for head in (
-    Head("linear", "the model's own linear layer on the pooled [CLS], loads in transformers.pipeline", True),
-    Head("mlp", "hidden layer + output on the pooled [CLS]", True, mlp_layers, pooled_cls),
-    Head("mean", "linear layer on the masked mean of the token vectors", False, linear_layers, masked_mean),
+    Head("linear", "the model's own linear layer on the pooled [CLS], loads in transformers.pipeline", "cls", True),
+    Head("mlp", "hidden layer + output on the pooled [CLS]", "cls", True, mlp_layers, pooled_cls),
+    Head("mean", "linear layer on the masked mean of the token vectors (the default for sentence encoders)",
+         "mean", False, linear_layers, masked_mean),
 )}
+
+# The head a run uses for an encoder read by this pooling, when neither the card nor --head names one.
+DEFAULT_HEAD = {"cls": "linear", "mean": "mean"}

@@ -9,6 +9,7 @@ missing package is a one-line `ModelError` with the exact `pip install` command.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class OfflineModel:
     # A vocabulary this large (250k rows, 96M parameters) makes every backward step slow and its Adam
     # state heavy, while fine-tuning it on a few thousand examples barely helps: frozen by default.
     freeze_word_embeddings: bool = False
+    # How the encoder was trained to be read (heads.DEFAULT_HEAD picks the head from it): all three
+    # were trained as sentence encoders on the mean of their token vectors.
+    pooling: str = "mean"
 
     def missing_packages(self) -> list[str]:
         """The distributions of `packages` that are not installed."""
@@ -212,6 +216,19 @@ def choose(model: str | None, languages: tuple[str, ...]) -> ModelChoice:
         return ModelChoice(entry.name if entry else model, "given with --model", entry)
     name, reason = default_for(languages)
     return ModelChoice(name, f"chosen by the card's language: {reason}", find(name))
+
+
+def pooling_of(choice: ModelChoice, path: str | None = None) -> str:
+    """How an encoder is read: a named model's declaration, a sentence-transformers folder's pooling
+    config (1_Pooling/config.json), else the [CLS] pooler of `*ForSequenceClassification`."""
+    if choice.offline is not None:
+        return choice.offline.pooling
+    config = Path(path or choice.name) / "1_Pooling" / "config.json"
+    try:
+        modes = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "cls"
+    return "mean" if modes.get("pooling_mode_mean_tokens") else "cls"
 
 
 def unread_languages(model: OfflineModel, languages: tuple[str, ...]) -> list[str]:

@@ -1,5 +1,10 @@
-"""`PooledClassifier`: an encoder with one of cardtune's own heads (see heads.py), saved and loaded
-like a transformers model; config.json records the head as `cardtune_head`."""
+"""`PooledClassifier`: an encoder with one of cardtune's own heads (see heads.py), a transformers model.
+
+This file and heads.py are saved beside the weights of every model that uses such a head, and
+config.json maps `AutoModelForSequenceClassification` to this class, as Hub models with custom heads
+do: `transformers.pipeline(..., trust_remote_code=True)` loads the folder without cardtune. Hence the
+relative import and no other import from cardtune.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +15,44 @@ from torch import nn
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from pipelines.modeling.heads import HEADS
+from .heads import HEADS
 
 
-class PooledClassifier(nn.Module):
-    """An encoder (any `AutoModel`) with a head from `HEADS` that is not the model's own."""
+class PooledClassifier(PreTrainedModel):
+    """An encoder (any `AutoModel`) with a head from `HEADS` that is not the model's own.
 
+    config.json carries the head: `cardtune_head`, `cardtune_head_hidden`, `classifier_dropout`.
+    """
+
+    config_class = PretrainedConfig
+    base_model_prefix = "encoder"
     main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
 
-    def __init__(self, encoder: PreTrainedModel, head: str, hidden: int | None = None, dropout: float = 0.1) -> None:
-        super().__init__()
+    def __init__(self, config: PretrainedConfig, encoder: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        head = HEADS[config.cardtune_head]
+        if encoder is None:  # loading a saved model: from_pretrained fills every weight afterwards
+            encoder = _encoder(AutoModel.from_config, head.uses_pooler, config)
         self.encoder = encoder
-        self.config: PretrainedConfig = encoder.config
-        size, labels = self.config.hidden_size, self.config.num_labels
-        hidden = hidden or size
-        self.config.cardtune_head, self.config.cardtune_head_hidden = head, hidden
-        self.config.classifier_dropout = dropout
-        self._pool = HEADS[head].pool
-        self.head = HEADS[head].layers(size, hidden, labels, dropout)
-        for module in self.head.modules():
-            if isinstance(module, nn.Linear):  # BERT's initialisation for new layers
-                nn.init.normal_(module.weight, std=getattr(self.config, "initializer_range", 0.02))
-                nn.init.zeros_(module.bias)
+        size, labels = config.hidden_size, config.num_labels
+        hidden = getattr(config, "cardtune_head_hidden", None) or size
+        dropout = getattr(config, "classifier_dropout", None)
+        dropout = getattr(config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
+        self._pool = head.pool
+        self.head = head.layers(size, hidden, labels, dropout)
+        self.post_init()
 
-    @property
-    def base_model(self) -> PreTrainedModel:
-        """The transformer body, under the name `*ForSequenceClassification` models give it."""
-        return self.encoder
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the head's layers are new: BERT's initialisation for them. The encoder's own weights
+        # are loaded (from_pretrained marks them initialised) and never pass through here.
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=getattr(self.config, "initializer_range", 0.02))
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         """Same inputs and outputs as `*ForSequenceClassification`."""
@@ -47,45 +63,36 @@ class PooledClassifier(nn.Module):
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def save_pretrained(self, folder: str | Path, **kwargs) -> None:
-        """config.json (with `cardtune_head`) and model.safetensors, like transformers models."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.config.save_pretrained(folder)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-
 
 def build(encoder_path: str, config: PretrainedConfig, head: str, hidden: int | None, dropout: float,
           attn_implementation: str | None, local_only: bool) -> PooledClassifier:
     """A `PooledClassifier` over pretrained encoder weights (the pooler only when the head uses it)."""
-    kwargs = {"config": config, "attn_implementation": attn_implementation, "local_files_only": local_only}
-    encoder = _encoder(AutoModel.from_pretrained, head, encoder_path, **kwargs)
-    return PooledClassifier(encoder, head, hidden, dropout)
+    config.cardtune_head, config.cardtune_head_hidden = head, hidden or config.hidden_size
+    config.classifier_dropout = dropout
+    encoder = _encoder(AutoModel.from_pretrained, HEADS[head].uses_pooler, encoder_path, config=config,
+                       attn_implementation=attn_implementation, local_files_only=local_only)
+    config.architectures = [PooledClassifier.__name__]
+    PooledClassifier.register_for_auto_class("AutoModelForSequenceClassification")
+    return PooledClassifier(config, encoder=encoder)
 
 
 def load(folder: str | Path) -> PooledClassifier:
-    """A saved `PooledClassifier` (config.json with `cardtune_head`)."""
-    from safetensors.torch import load_file
+    """A saved `PooledClassifier` (config.json with `cardtune_head`), with cardtune's own copy of the code."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(folder)
-    encoder = _encoder(AutoModel.from_config, config.cardtune_head, config)
-    model = PooledClassifier(encoder, config.cardtune_head, config.cardtune_head_hidden, config.classifier_dropout)
-    model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
-    return model
+    # config_class is generic (any encoder family): the folder's own config class is read first.
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    return PooledClassifier.from_pretrained(str(folder), config=config, local_files_only=True)
 
 
-def _encoder(make, head: str, *args, **kwargs) -> PreTrainedModel:
+def _encoder(make, uses_pooler: bool, *args, **kwargs) -> PreTrainedModel:
     try:
-        return make(*args, add_pooling_layer=HEADS[head].uses_pooler, **kwargs)
+        return make(*args, add_pooling_layer=uses_pooler, **kwargs)
     except TypeError:  # encoders without a pooler do not take the argument
         return make(*args, **kwargs)
 
 
 def is_custom(folder: str | Path) -> bool:
-    """True when a saved model needs `load` (plain transformers cannot rebuild its head)."""
+    """True when a saved model holds one of cardtune's heads (plain transformers cannot rebuild it)."""
     config = Path(folder) / "config.json"
     return config.is_file() and "cardtune_head" in json.loads(config.read_text(encoding="utf-8"))

@@ -16,6 +16,7 @@ import yaml
 
 from pipelines.errors import HubError
 from pipelines.evaluation.metrics import METRICS
+from pipelines.modeling.heads import HEADS
 from pipelines.reporting import run_id, tables
 
 PIPELINE_TAG = "text-classification"
@@ -197,10 +198,21 @@ def _training(run: RunFiles) -> str:
 
 
 def _results(run: RunFiles) -> str:
-    rows = [{"split": split, **run.metrics[split]} for split in ("validation", "test") if run.metrics.get(split)]
-    return (f"## Results\n\nMetrics of the restored best checkpoint (epoch {run.metrics.get('best_epoch')}), "
-            "not of the last epoch; full precision in `metrics.json` and in the metadata above.\n\n"
-            + tables.markdown_table(rows))
+    probe = run.metrics.get("probe") or {}
+    rows = []
+    for split in ("validation", "test"):
+        if run.metrics.get(split):
+            rows.append({"split": split, "model": "this model", **run.metrics[split]})
+            if probe.get(split):
+                rows.append({"split": split, "model": "linear probe (frozen base encoder)", **probe[split]})
+    text = (f"## Results\n\nMetrics of the restored best checkpoint (epoch {run.metrics.get('best_epoch')}), "
+            "not of the last epoch; full precision in `metrics.json` and in the metadata above.")
+    if probe:
+        text += (" The linear probe is a logistic regression on the frozen base encoder's embeddings "
+                 f"({probe.get('features')}) fitted on the same training split: the baseline fine-tuning has to beat.")
+    if run.metrics.get("below_probe"):
+        text += f"\n\n> **Warning:** {run.metrics['below_probe']}"
+    return text + "\n\n" + tables.markdown_table(rows)
 
 
 def _hyperparameters(run: RunFiles) -> str:
@@ -240,16 +252,24 @@ def _usage(run: RunFiles, repo_id: str) -> str:
     example = ('{"text": "The first sentence.", "text_pair": "The second sentence."}' if len(columns) == 2
                else '"Replace this with the text to classify."')
     length = run.run_config.get("max_length") or run.card.get("max_length") or 512
-    return (
+    custom = "cardtune_head" in run.config
+    remote = ", trust_remote_code=True" if custom else ""
+    text = (
         "## Usage\n\n```python\nfrom transformers import pipeline\n\n"
-        f'classifier = pipeline("text-classification", model="{repo_id}")\n'
+        f'classifier = pipeline("text-classification", model="{repo_id}"{remote})\n'
         f"print(classifier({example}, truncation=True, max_length={length}))\n```"
     )
+    if custom:
+        text += (f"\n\nThe head (`{run.config['cardtune_head']}`: {HEADS[run.config['cardtune_head']].help}) is "
+                 "not one of transformers' own: its code, `pooled_classifier.py` and `heads.py`, is in this "
+                 "repository, hence `trust_remote_code=True`.")
+    return text
 
 
 def _files() -> str:
     return (
-        "## Files\n\nThe model (`model.safetensors`, `config.json` with the label names), its tokenizer, "
+        "## Files\n\nThe model (`model.safetensors`, `config.json` with the label names, and for cardtune's own "
+        "heads their code), its tokenizer, "
         "`task_card.yaml` (the resolved cardtune task card of the run), `metrics.json` (final metrics, data "
         "source, split sizes, timing) and `learning_curve.png`."
     )

@@ -91,8 +91,12 @@ def _log_summary(summary: dict[str, Any], out: Path) -> None:
     log.info("validation (best checkpoint, epoch %s): %s", summary["best_epoch"], _fmt(summary["validation"]))
     if summary["test"]:
         log.info("test: %s", _fmt(summary["test"]))
-    if summary["alarm"]:
-        log.warning(summary["alarm"])
+    if summary.get("probe"):
+        log.info("linear probe: %s", "; ".join(f"{s} {_fmt(summary['probe'][s])}" for s in ("validation", "test")
+                                              if summary["probe"].get(s)))
+    for banner in (summary["alarm"], summary.get("below_probe")):
+        if banner:
+            log.warning("WARNING: %s", banner)
     log.info("outputs written to %s", out)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
+from pipelines.evaluation import probe
 from pipelines.modeling import loading as model
 from pipelines.reporting import run_id, staging, tables
 from pipelines.training.loop import TrainResult
@@ -42,9 +43,13 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
         "best_epoch": best,
         "validation": _metric_values(result.validation.metrics),
         "test": _metric_values(test) if test else None,
+        "probe": params.get("probe"),
+        "below_probe": probe.verdict(card, {"validation": _metric_values(result.validation.metrics),
+                                            "test": _metric_values(test) if test else None}, params.get("probe") or {}),
         "recipe": {"head": run.head, "freeze": run.freeze, "trainable_parameters": params["trainable"],
                    "total_parameters": params["total"], "seed": args.seed,
-                   "freeze_word_embeddings": params.get("freeze_word_embeddings", False)},
+                   "freeze_word_embeddings": params.get("freeze_word_embeddings", False),
+                   "warm_start": params.get("warm_start")},
         "train": _train_figures(args, rows, result),
     }
 
@@ -74,7 +79,7 @@ def summary_markdown(summary: dict[str, Any], rows: list[dict[str, Any]], per_cl
     lines = [f"# {summary['task']}: {summary['model']}", ""]
     if summary.get("model_reason"):
         lines += [f"Model `{summary['model']}`: {summary['model_reason']}.", ""]
-    for banner in (summary["warning"], summary["alarm"]):
+    for banner in (summary["warning"], summary["alarm"], summary.get("below_probe")):
         if banner:
             lines += [f"> **WARNING: {banner}**", ""]
     recipe = summary["recipe"]
@@ -85,11 +90,20 @@ def summary_markdown(summary: dict[str, Any], rows: list[dict[str, Any]], per_cl
     for split in ("validation", "test"):
         if summary[split]:
             heading = f"## {split.capitalize()} (restored best checkpoint)"
-            lines += [heading, "", tables.markdown_table([summary[split]]), ""]
+            lines += [heading, "", tables.markdown_table(versus_probe(summary, split)), ""]
         if split in per_class:
             lines += [f"Per class ({split}):", "", tables.markdown_table(per_class[split]), ""]
     lines += ["## Epochs", "", tables.markdown_table(rows), ""]
     return "\n".join(lines)
+
+
+def versus_probe(summary: dict[str, Any], split: str) -> list[dict[str, Any]]:
+    """Table rows of one split: the fine-tuned model, and the linear probe when the run fitted one."""
+    rows = [{"model": "fine-tuned", **summary[split]}]
+    scores = (summary.get("probe") or {}).get(split)
+    if scores:
+        rows.append({"model": "linear probe (frozen encoder)", **scores})
+    return rows
 
 
 def seed_statistics(per_seed: dict[int, dict[str, Any]], split: str) -> dict[str, dict[str, float]]:
@@ -113,16 +127,24 @@ def write_seed_summary(card: TaskCard, out: Path, per_seed: dict[int, dict[str, 
         "validation": stats["validation"], "test": stats["test"] or None,
         "alarm": {str(k): v for k, v in alarms.items()} or None,
         "warning": next(iter(per_seed.values())).get("warning"),
+        "probe": next(iter(per_seed.values())).get("probe"),
     }
+    means = {split: {m: v["mean"] for m, v in (stats[split] or {}).items()} for split in stats}
+    summary["below_probe"] = probe.verdict(card, means, summary["probe"] or {})
     lines = [f"# {card.name}: {len(per_seed)} seeds", ""]
     if summary["warning"]:
         lines += [f"> **WARNING: {summary['warning']}**", ""]
     for seed, text in alarms.items():
         lines += [f"> **WARNING (seed {seed}): {text}**", ""]
+    if summary["below_probe"]:
+        lines += [f"> **WARNING (mean over seeds): {summary['below_probe']}**", ""]
     validation = stats["validation"]
     table = [{"seed": seed, **{m: s["validation"][m] for m in card.metrics}} for seed, s in per_seed.items()]
     table.append({"seed": "mean ± std",
                   **{m: f"{validation[m]['mean']:.4f} ± {validation[m]['std']:.4f}" for m in card.metrics}})
+    probe_scores = (summary["probe"] or {}).get("validation")
+    if probe_scores:
+        table.append({"seed": "linear probe", **{m: probe_scores[m] for m in card.metrics}})
     lines += ["## Validation (restored best checkpoint of each seed)", "", tables.markdown_table(table), ""]
     stage = staging.staging_dir(out)
     tables.write_json(stage / "metrics.json", summary)

@@ -22,12 +22,14 @@ from pipelines.data import cache, features, label_coverage
 from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
 from pipelines.errors import CardtuneError
+from pipelines.evaluation import probe
 from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
+from pipelines.modeling.heads import DEFAULT_HEAD as HEADS_BY_POOLING
 from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
-from pipelines.training import checkpoints, search, tracking
+from pipelines.training import checkpoints, search, tracking, warm_start
 from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     threads = hardware.configure_threads(run.threads)
     choice = offline.choose(run.model, card.language)
     log.info("model %s (%s)", choice.name, choice.reason)
-    run = dataclasses.replace(run, model=choice.name)
+    run = dataclasses.replace(run, model=choice.name, head=run.head or default_head(choice, run.online))
     data = load_splits(card, run.data_dir, run.online)
     label_coverage.check(data.splits, card, data.where)
     tokenizer = model.load_tokenizer(run.model, run.online)
@@ -55,7 +57,8 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
         log.info("%s: %d rows, %d truncated at %d tokens", split, len(ds), sum(column(ds, "truncated")), max_length)
     log.info("%d CPU thread(s) per process; effective batch size %d", threads, effective_batch_size(args))
     context = {"model_reason": choice.reason}
-    trains = functools.partial(train_runs, card, data=data, feats=feats, tokenizer=tokenizer, context=context)
+    trains = functools.partial(train_runs, card, data=data, feats=feats, tokenizer=tokenizer, context=context,
+                               frozen=FrozenEncoder(max_length))
     if run.search is not None:
         summary = search.run_search(card, run, args, feats, tokenizer, functools.partial(build_model, card), trains)
     else:
@@ -63,6 +66,15 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     if data.is_sample and summary:
         log.warning("REMINDER: this run used the bundled sample, not the real data: %s", data.notes[0])
     return summary
+
+
+def default_head(choice: offline.ModelChoice, online: bool) -> str:
+    """The head that reads the encoder the way it was trained (its declared or configured pooling)."""
+    path = None if choice.offline or online else choice.name
+    pooling = offline.pooling_of(choice, path)
+    head = HEADS_BY_POOLING[pooling]
+    log.info("head %s: the model is read through %s pooling", head, pooling)
+    return head
 
 
 def parse_seeds(spec: str | None) -> list[int]:
@@ -78,6 +90,33 @@ def parse_seeds(spec: str | None) -> list[int]:
     return seeds
 
 
+@dataclasses.dataclass
+class FrozenEncoder:
+    """What the pretrained encoder gives before any fine-tuning, computed once and shared by seeds and trials:
+    the warm-start head per head shape, and the linear probe's scores."""
+
+    max_length: int
+    warm: dict[tuple, warm_start.WarmStart] = dataclasses.field(default_factory=dict)
+    probe: dict[str, Any] | None = None
+
+    def prepare(self, card: TaskCard, run: RunArgs, args: TrainingArguments, classifier: torch.nn.Module,
+                feats: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        """Warm-start `classifier` and fit the probe (main process) as the run asks; returns report entries."""
+        extra: dict[str, Any] = {}
+        if run.baseline == "probe" and args.process_index == 0:
+            if self.probe is None:
+                self.probe = probe.baseline(card, freezing.encoder_of(classifier), tokenizer, feats,
+                                            self.max_length, args.seed)
+            extra["probe"] = self.probe
+        if run.warm_start and not run.resume:  # a resumed run's head comes from its checkpoint
+            key = (run.head, run.head_hidden)
+            if key not in self.warm:
+                self.warm[key] = warm_start.fit(classifier, feats["train"], tokenizer)
+            self.warm[key].apply(classifier)
+            extra["warm_start"] = self.warm[key].summary()
+        return extra
+
+
 def run_once(
     card: TaskCard,
     run: RunArgs,
@@ -86,11 +125,13 @@ def run_once(
     feats: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
     context: dict[str, Any],
+    frozen: FrozenEncoder,
 ) -> dict[str, Any]:
     """One seed: build the model, train, write the output directory. `context` goes into metrics.json."""
     transformers.set_seed(args.seed)  # the new head is initialised at load time
     tracking.name_run(card, run, args)
     classifier, params = build_model(card, run)
+    params.update(frozen.prepare(card, run, args, classifier, feats, tokenizer))
     result = train(card, args, feats, classifier, tokenizer, run)
     if not result.trainer.is_world_process_zero():
         return {}
@@ -126,15 +167,16 @@ def _freezes_word_embeddings(run: RunArgs) -> bool:
 
 
 def train_runs(card: TaskCard, run: RunArgs, args: TrainingArguments, *, data: LoadedData, feats: datasets.DatasetDict,
-               tokenizer: PreTrainedTokenizerBase, context: dict[str, Any]) -> dict[str, Any]:
+               tokenizer: PreTrainedTokenizerBase, context: dict[str, Any], frozen: FrozenEncoder) -> dict[str, Any]:
     """One run, or one per seed of `run.seeds`."""
     seeds = parse_seeds(run.seeds)
     if seeds:
-        return run_seeds(card, run, args, data, feats, tokenizer, seeds, context)
-    return run_once(card, run, args, data, feats, tokenizer, context)
+        return run_seeds(card, run, args, data, feats, tokenizer, seeds, context, frozen)
+    return run_once(card, run, args, data, feats, tokenizer, context, frozen)
 
 
-def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int], context: dict[str, Any]) -> dict[str, Any]:
+def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int], context: dict[str, Any],
+              frozen: FrozenEncoder) -> dict[str, Any]:
     """The same run once per seed into OUT/seed-N, then mean and standard deviation in OUT."""
     per_seed = {}
     for seed in seeds:
@@ -148,7 +190,7 @@ def run_seeds(card, run, args, data, feats, tokenizer, seeds: list[int], context
             continue
         # --resume continues the seed that was interrupted; seeds not started yet start afresh
         seed_run = dataclasses.replace(run, resume=run.resume and bool(checkpoints.checkpoints(seed_args.output_dir)))
-        per_seed[seed] = run_once(card, seed_run, seed_args, data, feats, tokenizer, context)
+        per_seed[seed] = run_once(card, seed_run, seed_args, data, feats, tokenizer, context, frozen)
     if not any(per_seed.values()):
         return {}
     return write_seed_summary(card, Path(args.output_dir), per_seed)
