@@ -31,10 +31,10 @@ from faultkit import (
     sh,
 )
 
+from pipelines.cli import predict as predict_script
+from pipelines.cli import push as push_script
+from pipelines.cli.run import main as run_main
 from pipelines.reporting import run_id
-from scripts import predict as predict_script
-from scripts import push as push_script
-from scripts.run import main as run_main
 
 HOLD = ("import sys, time; from pipelines.reporting import run_lock\n"
         "with run_lock.hold(sys.argv[1]):\n    print('locked', flush=True); time.sleep(300)")

@@ -11,12 +11,12 @@ from conftest import build_tiny_model, toy_rows, write_card, write_csv
 from faultkit import LEARNS, one_error, run_argv
 
 from pipelines.card.cards import load_card
+from pipelines.cli import predict as predict_script
+from pipelines.cli import push as push_script
+from pipelines.cli.run import main as run_main
 from pipelines.data.loading import load_splits
 from pipelines.errors import DataError
 from pipelines.prediction.partial import PartialOutput
-from scripts import predict as predict_script
-from scripts import push as push_script
-from scripts.run import main as run_main
 
 TOKEN = "hf_cardtuneFakeToken0123456789abcdefXYZ"
 

@@ -9,11 +9,11 @@ import pytest
 from conftest import write_card
 from fake_e5 import tiny_bert, write_e5
 
+from pipelines.cli.run import main
 from pipelines.modeling import convert_e5, packaged_zip
 from pipelines.progress import Pace, duration, timing
 from pipelines.training import loop
 from pipelines.training.progress import ProgressLog
-from scripts.run import main
 
 
 class FakeClock:

@@ -10,11 +10,11 @@ from conftest import ROOT, read_json, write_card
 from fake_hub import model_index_metrics, split_card
 
 from pipelines.card.cards import load_card
+from pipelines.cli.run import main
 from pipelines.evaluation import metrics
 from pipelines.modeling import freezing, heads
 from pipelines.reporting.modelcard import read_run, render
 from pipelines.training import arguments
-from scripts.run import main
 
 
 def test_a_card_listing_balanced_accuracy_computes_selects_by_and_reports_it(toy_task, tiny_model, tmp_path):

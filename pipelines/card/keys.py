@@ -18,8 +18,8 @@ from pipelines.card import schema as s
 from pipelines.card.options import NOT_IN_CARD as RUN_ONLY
 from pipelines.card.options import RunArgs
 from pipelines.card.schema import key
+from pipelines.card.shipped import SAMPLES_DIR
 from pipelines.evaluation.metrics import DEFAULT_METRICS
-from task_cards import SAMPLES_DIR
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("csv", "tsv", "json", "jsonl", "xlsx", "parquet")
