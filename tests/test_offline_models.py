@@ -15,8 +15,9 @@ import torch
 from fake_e5 import NORM, dequantize_reference, tiny_bert, write_e5
 
 from pipelines.errors import ModelError
-from pipelines.modeling import convert_e5, model_cache, offline
-from pipelines.modeling.spm_charsmap import build_charsmap, lookup
+from pipelines.modeling import offline
+from pipelines.modeling.offline import convert_e5, model_cache
+from pipelines.modeling.offline.spm_charsmap import build_charsmap, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +140,7 @@ def _builder(source: Path, counter: Path):
 
 def test_preparation_is_reproducible_across_processes(synthetic, tmp_path):
     first = model_cache.prepare("tiny-1", "r1", _builder(synthetic[0], tmp_path / "n"), root=tmp_path / "a")
-    code = ("import sys; from pathlib import Path; from pipelines.modeling import model_cache, convert_e5;"
+    code = ("import sys; from pathlib import Path; from pipelines.modeling.offline import model_cache, convert_e5;"
             f"model_cache.prepare('tiny-1', 'r1', lambda d: convert_e5.convert({str(synthetic[0])!r}, d),"
             f" root=Path({str(tmp_path / 'b')!r}))")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONHASHSEED": "7"})
@@ -202,7 +203,8 @@ def test_failed_build_leaves_nothing_and_stale_temp_folders_are_cleaned(syntheti
 
 
 def test_two_processes_preparing_at_once_build_once(synthetic, tmp_path):
-    code = ("import sys, time; from pathlib import Path; from pipelines.modeling import model_cache, convert_e5\n"
+    code = ("import sys, time; from pathlib import Path\n"
+            "from pipelines.modeling.offline import model_cache, convert_e5\n"
             "def build(d):\n"
             f"    open({str(tmp_path / 'n')!r}, 'a').write('built\\n'); time.sleep(1.0)\n"
             f"    convert_e5.convert({str(synthetic[0])!r}, d)\n"

@@ -7,12 +7,12 @@ import torch
 from transformers import TrainingArguments
 
 from pipelines.card.cards import load_card
-from pipelines.card.options import RunArgs
 from pipelines.data import features
 from pipelines.data.loading import load_splits
 from pipelines.modeling import freezing
 from pipelines.modeling import loading as model
 from pipelines.training import arguments, loop, trainer
+from pipelines.training.options import RunArgs
 
 
 @pytest.fixture

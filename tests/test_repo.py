@@ -45,3 +45,11 @@ def test_no_code_edits_sys_path():
     files = [p for folder in ("pipelines", "scripts", "benchmarks", "tests") for p in (ROOT / folder).rglob("*.py")]
     edit = re.compile(r"sys\.path\.(insert|append)\(")
     assert not [p.name for p in files if edit.search(p.read_text(encoding="utf-8"))]
+
+
+def test_card_imports_nothing_from_modeling():
+    # A card is the lowest layer: it names heads and freezing strategies through the run options
+    # (pipelines/training/options.py), never by importing the modeling code itself.
+    pattern = re.compile(r"^\s*(from|import)\s+pipelines\.modeling\b|^\s*from\s+pipelines\s+import\s+modeling\b", re.M)
+    offenders = [p.name for p in (ROOT / "pipelines" / "card").rglob("*.py") if pattern.search(p.read_text("utf-8"))]
+    assert not offenders, f"pipelines/card/ imports pipelines.modeling in {offenders}"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the real imports wait until the offline switches are set
     from transformers import HfArgumentParser, TrainingArguments
 
     from pipelines.card.cards import TaskCard
-    from pipelines.card.options import RunArgs
+    from pipelines.training.options import RunArgs
 
 log = logging.getLogger("cardtune")
 
@@ -60,8 +60,8 @@ def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
     """HfArgumentParser over RunArgs + TrainingArguments, with the card's defaults applied."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    from pipelines.card.options import RunArgs
     from pipelines.training.arguments import card_settings
+    from pipelines.training.options import RunArgs
 
     parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
     one_line_errors(parser)
