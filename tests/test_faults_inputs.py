@@ -18,6 +18,8 @@ from pipelines.cli.run import main as run_main
 from pipelines.reporting import run_id
 from pipelines.training import callbacks
 
+pytestmark = pytest.mark.slow  # every test here trains the tiny model (checkpoints, caches, seeds)
+
 TOKEN = "hf_cardtuneFakeToken0123456789abcdefXYZ"
 
 

@@ -179,6 +179,7 @@ def test_hub_dry_run_folder_is_checked_before_training(toy, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_model_card_states_the_epochs_max_steps_allowed(toy, tmp_path, capsys):
     card, data, model = toy
     out, dry = tmp_path / "out", tmp_path / "dry"

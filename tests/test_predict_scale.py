@@ -16,6 +16,9 @@ from pipelines.cli.predict import main
 from pipelines.prediction import backends
 from pipelines.prediction.classifier import Classifier
 
+# ONNX export, int8 quantization and launched processes: seconds to a minute and a half each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def model(carded_model):

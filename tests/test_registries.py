@@ -17,6 +17,7 @@ from pipelines.reporting.modelcard import read_run, render
 from pipelines.training import arguments
 
 
+@pytest.mark.slow
 def test_a_card_listing_balanced_accuracy_computes_selects_by_and_reports_it(toy_task, tiny_model, tmp_path):
     _, data = toy_task
     card = write_card(tmp_path, "balanced", metrics=["balanced_accuracy", "accuracy"], select_by="balanced_accuracy")
@@ -53,6 +54,7 @@ def test_a_metric_name_registers_once():
         metrics.register_metric("accuracy")(metrics.accuracy)
 
 
+@pytest.mark.slow
 def test_run_options_offer_the_registered_names_without_importing_torch():
     code = ("import sys, typing; from pipelines.training.options import RunArgs; "
             "hints = typing.get_type_hints(RunArgs); "

@@ -19,11 +19,13 @@ def test_readme_opens_with_setup_and_test_commands():
     assert "pytest" in tests
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_quick_loop_then_the_readme_test_command():
     _, tests = _readme_commands()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    test_command = tests.split("&&")[-1].strip()
-    assert test_command in ci.splitlines()
+    lines = [line.strip() for line in ci.splitlines()]
+    whole = "pytest_step " + tests.split("&&")[-1].strip()
+    quick = 'pytest_step python -m pytest -q -m "not slow"'
+    assert quick in lines and whole in lines and lines.index(quick) < lines.index(whole)
     assert ci.index("pip install --quiet torch==2.13.0") < ci.index('pip install --quiet -e ".[dev]"')
 
 
