@@ -13,8 +13,8 @@ from transformers import TrainerCallback, TrainingArguments
 from pipelines import hardware
 from pipelines.card.cards import load_card
 from pipelines.data import cache
-from pipelines.data.columns import column
 from pipelines.data.loading import load_splits
+from pipelines.data.readers import column
 from pipelines.evaluation import metrics
 from pipelines.modeling import loading as model
 from pipelines.training import arguments, loop
@@ -177,7 +177,7 @@ def hf_example(opts) -> dict[str, Any]:
 
 def cardtune(opts) -> dict[str, Any]:
     """The cola card's default path, as scripts/run.py builds it."""
-    from pipelines.card.options import RunArgs
+    from pipelines.training.options import RunArgs
 
     card, splits = _data(opts)
     run = RunArgs(threads=opts.threads or None)

@@ -32,7 +32,7 @@ from pathlib import Path
 import _bench_predict_ways as ways
 from _shared import add_data_dir
 
-from scripts._common import configure_logging, set_offline
+from pipelines.cli._common import configure_logging, set_offline
 
 SST2 = Path("sst2") / "train.tsv"
 COLA = Path("cola_public") / "raw" / "in_domain_dev.tsv"
@@ -123,7 +123,7 @@ def launch(way: str, model: Path, source: Path, out: Path, threads: str, batch_s
 
 def export_fp32(model: Path, sample: Path, folder: Path) -> tuple[Path, float]:
     """The model exported to ONNX (fp32) in `folder`; seconds the export took."""
-    from scripts.export import main as export_main
+    from pipelines.cli.export import main as export_main
 
     start = time.perf_counter()
     if export_main([str(folder), "--onnx", "--model", str(model), "--sample", str(sample),

@@ -26,7 +26,7 @@ import sys
 
 from _shared import add_data_dir
 
-from scripts._common import set_offline
+from pipelines.cli._common import set_offline
 
 WAYS = ("tutorial", "hf", "cardtune")
 

@@ -1,6 +1,5 @@
-"""Shipped task cards (`*.yaml`) and their bundled samples (`samples/`)."""
+"""The shipped task cards (`*.yaml`) and their bundled samples (`samples/`).
 
-from pathlib import Path
-
-CARDS_DIR = Path(__file__).resolve().parent
-SAMPLES_DIR = CARDS_DIR / "samples"
+Installed as `pipelines.task_cards` (package data of the library; see setup.cfg); the library finds
+them through `pipelines.card.shipped`.
+"""

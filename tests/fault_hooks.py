@@ -72,7 +72,7 @@ def main() -> int:
     split = sys.argv.index("--")
     fault, *params = sys.argv[1:split]
     FAULTS[fault](*params)
-    from scripts.run import main as run_main
+    from pipelines.cli.run import main as run_main
 
     return run_main(sys.argv[split + 1:])
 

@@ -5,8 +5,8 @@ import os
 import signal
 import sys
 
+from pipelines.cli.predict import main
 from pipelines.prediction.classifier import Classifier
-from scripts.predict import main
 
 if os.environ.get("RANK", "0") == os.environ["DIE_RANK"]:
     real, calls = Classifier.score, []

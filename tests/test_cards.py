@@ -28,7 +28,7 @@ def test_shipped_card_is_valid_and_complete(name):
 
 
 def test_shipped_card_defaults_build_run_and_training_arguments(tmp_path):
-    from scripts.run import build_parser
+    from pipelines.cli.run import build_parser
 
     for name in shipped_cards():
         card = load_card(name)

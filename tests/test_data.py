@@ -182,6 +182,7 @@ def test_ko_emotion_reads_excel_with_korean_columns(tmp_path):
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+@pytest.mark.slow
 def test_real_cola_layout_and_klue_single_file():
     cola = load_splits(load_card("cola"), SHARED_DATA / "cola_public")
     assert (len(cola.splits["train"]), len(cola.splits["validation"])) == (8551, 527)

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import SHARED_DATA
 
-from scripts.run import main
+from pipelines.cli.run import main
 
 COLA = SHARED_DATA / "cola_public" / "raw"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not COLA.is_dir(), reason="../shared/data/cola_public not present")]

@@ -31,10 +31,10 @@ from faultkit import (
     sh,
 )
 
+from pipelines.cli import predict as predict_script
+from pipelines.cli import push as push_script
+from pipelines.cli.run import main as run_main
 from pipelines.reporting import run_id
-from scripts import predict as predict_script
-from scripts import push as push_script
-from scripts.run import main as run_main
 
 HOLD = ("import sys, time; from pipelines.reporting import run_lock\n"
         "with run_lock.hold(sys.argv[1]):\n    print('locked', flush=True); time.sleep(300)")
@@ -69,6 +69,7 @@ def _refusals(out, tmp_path, capsys):
     return results
 
 
+@pytest.mark.slow
 def test_lock_held_by_a_live_process_refuses_everyone_and_dies_with_it(toy, tmp_path, capsys):
     card, data, model, _, old = toy
     out = _copy_prev(toy, tmp_path / "out")
@@ -159,6 +160,7 @@ def test_ctrl_c_during_training_names_the_checkpoint_and_the_resume_command(toy,
     assert not leftovers(out) and not list(out.glob("checkpoint-*"))
 
 
+@pytest.mark.slow
 def test_injected_full_disk_while_checkpointing_and_staging(toy, tmp_path, monkeypatch, capsys):
     import torch
 

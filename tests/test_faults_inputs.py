@@ -12,11 +12,13 @@ import pytest
 from conftest import make_toy_task, read_json, toy_rows, write_card, write_csv
 from faultkit import LEARNS, leftovers, one_error, run_argv
 
+from pipelines.cli import predict as predict_script
+from pipelines.cli import push as push_script
+from pipelines.cli.run import main as run_main
 from pipelines.reporting import run_id
 from pipelines.training import callbacks
-from scripts import predict as predict_script
-from scripts import push as push_script
-from scripts.run import main as run_main
+
+pytestmark = pytest.mark.slow  # every test here trains the tiny model (checkpoints, caches, seeds)
 
 TOKEN = "hf_cardtuneFakeToken0123456789abcdefXYZ"
 

@@ -11,12 +11,12 @@ from conftest import build_tiny_model, toy_rows, write_card, write_csv
 from faultkit import LEARNS, one_error, run_argv
 
 from pipelines.card.cards import load_card
+from pipelines.cli import predict as predict_script
+from pipelines.cli import push as push_script
+from pipelines.cli.run import main as run_main
 from pipelines.data.loading import load_splits
 from pipelines.errors import DataError
 from pipelines.prediction.partial import PartialOutput
-from scripts import predict as predict_script
-from scripts import push as push_script
-from scripts.run import main as run_main
 
 TOKEN = "hf_cardtuneFakeToken0123456789abcdefXYZ"
 
@@ -179,6 +179,7 @@ def test_hub_dry_run_folder_is_checked_before_training(toy, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_model_card_states_the_epochs_max_steps_allowed(toy, tmp_path, capsys):
     card, data, model = toy
     out, dry = tmp_path / "out", tmp_path / "dry"

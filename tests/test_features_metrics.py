@@ -98,8 +98,8 @@ def test_compute_metrics_for_trainer_uses_argmax_of_logits():
 
 
 def test_chance_alarm_names_a_model_of_another_language_first():
-    from pipelines.card.options import RunArgs
     from pipelines.reporting.output_dir import _language_causes
+    from pipelines.training.options import RunArgs
 
     korean = load_card("klue_nli")
     causes = _language_causes(korean, RunArgs(model="minilm"))

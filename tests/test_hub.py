@@ -19,9 +19,9 @@ import pytest
 from conftest import ROOT, read_json, toy_rows, write_card, write_csv
 from fake_hub import FakeHub, model_index_metrics, snapshot, split_card
 
-from scripts import push as push_script
-from scripts import run as run_script
-from scripts._common import set_offline
+from pipelines.cli import push as push_script
+from pipelines.cli import run as run_script
+from pipelines.cli._common import set_offline
 
 TOKEN = "hf_cardtuneFakeToken0123456789abcdefXYZ"
 REPO = "alice/toy-classifier"

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from pipelines.card.cards import load_card
+from pipelines.cli.run import main
 from pipelines.errors import ModelError
 from pipelines.modeling import loading, offline
-from scripts.run import main
 
 
 def test_short_names_resolve_to_prepared_folders_and_hub_ids_pass_through(monkeypatch):

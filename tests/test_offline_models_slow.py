@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.modeling import model_cache, offline
+from pipelines.modeling import offline
+from pipelines.modeling.offline import model_cache
 
 pytestmark = pytest.mark.slow
 

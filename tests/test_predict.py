@@ -6,10 +6,10 @@ import json
 import pytest
 from conftest import SHARED_DATA, build_tiny_model, sharpen, toy_rows, write_csv
 
+from pipelines.cli.predict import main
 from pipelines.evaluation import metrics
 from pipelines.prediction.partial import PartialOutput
 from pipelines.prediction.stream import Classifier, PredictOptions, predict_file
-from scripts.predict import main
 
 ADDED_2 = ["predicted", "predicted_prob", "prob_neg", "prob_pos", "error"]
 

@@ -11,10 +11,13 @@ from conftest import ROOT, toy_rows, write_csv
 from test_predict import _read
 
 from pipelines import hardware
+from pipelines.cli.export import main as export_main
+from pipelines.cli.predict import main
 from pipelines.prediction import backends
 from pipelines.prediction.classifier import Classifier
-from scripts.export import main as export_main
-from scripts.predict import main
+
+# ONNX export, int8 quantization and launched processes: seconds to a minute and a half each.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

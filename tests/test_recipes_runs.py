@@ -7,7 +7,7 @@ import torch
 from conftest import read_json
 from safetensors.torch import load_file
 
-from scripts.run import main
+from pipelines.cli.run import main
 
 pytestmark = pytest.mark.slow  # full training runs through scripts/run.py
 

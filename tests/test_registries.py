@@ -10,13 +10,14 @@ from conftest import ROOT, read_json, write_card
 from fake_hub import model_index_metrics, split_card
 
 from pipelines.card.cards import load_card
+from pipelines.cli.run import main
 from pipelines.evaluation import metrics
 from pipelines.modeling import freezing, heads
 from pipelines.reporting.modelcard import read_run, render
 from pipelines.training import arguments
-from scripts.run import main
 
 
+@pytest.mark.slow
 def test_a_card_listing_balanced_accuracy_computes_selects_by_and_reports_it(toy_task, tiny_model, tmp_path):
     _, data = toy_task
     card = write_card(tmp_path, "balanced", metrics=["balanced_accuracy", "accuracy"], select_by="balanced_accuracy")
@@ -53,8 +54,9 @@ def test_a_metric_name_registers_once():
         metrics.register_metric("accuracy")(metrics.accuracy)
 
 
+@pytest.mark.slow
 def test_run_options_offer_the_registered_names_without_importing_torch():
-    code = ("import sys, typing; from pipelines.card.options import RunArgs; "
+    code = ("import sys, typing; from pipelines.training.options import RunArgs; "
             "hints = typing.get_type_hints(RunArgs); "
             "print([m.value for m in hints['head']], [m.value for m in hints['freeze']], 'torch' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout

@@ -19,11 +19,13 @@ def test_readme_opens_with_setup_and_test_commands():
     assert "pytest" in tests
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_quick_loop_then_the_readme_test_command():
     _, tests = _readme_commands()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    test_command = tests.split("&&")[-1].strip()
-    assert test_command in ci.splitlines()
+    lines = [line.strip() for line in ci.splitlines()]
+    whole = "pytest_step " + tests.split("&&")[-1].strip()
+    quick = 'pytest_step python -m pytest -q -m "not slow"'
+    assert quick in lines and whole in lines and lines.index(quick) < lines.index(whole)
     assert ci.index("pip install --quiet torch==2.13.0") < ci.index('pip install --quiet -e ".[dev]"')
 
 
@@ -45,3 +47,11 @@ def test_no_code_edits_sys_path():
     files = [p for folder in ("pipelines", "scripts", "benchmarks", "tests") for p in (ROOT / folder).rglob("*.py")]
     edit = re.compile(r"sys\.path\.(insert|append)\(")
     assert not [p.name for p in files if edit.search(p.read_text(encoding="utf-8"))]
+
+
+def test_card_imports_nothing_from_modeling():
+    # A card is the lowest layer: it names heads and freezing strategies through the run options
+    # (pipelines/training/options.py), never by importing the modeling code itself.
+    pattern = re.compile(r"^\s*(from|import)\s+pipelines\.modeling\b|^\s*from\s+pipelines\s+import\s+modeling\b", re.M)
+    offenders = [p.name for p in (ROOT / "pipelines" / "card").rglob("*.py") if pattern.search(p.read_text("utf-8"))]
+    assert not offenders, f"pipelines/card/ imports pipelines.modeling in {offenders}"

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from conftest import read_json, write_card
 
-from scripts.run import main
+from pipelines.cli.run import main
 
 
 def _run(card, data, model, out, *extra):
@@ -154,7 +154,7 @@ def test_help_prints_every_option(script, with_task, capsys):
 
     argv = (["--task", "cola"] if with_task and script == "run" else []) + ["--help"]
     try:
-        code = importlib.import_module(f"scripts.{script}").main(argv)
+        code = importlib.import_module(f"pipelines.cli.{script}").main(argv)
     except SystemExit as exit_:  # argparse's own --help exits
         code = exit_.code
     out = capsys.readouterr().out

@@ -11,9 +11,9 @@ from conftest import read_json, write_card
 from pipelines.card.cards import load_card
 from pipelines.card.keys import setting_types
 from pipelines.card.search_space import resolve
+from pipelines.cli.run import main
 from pipelines.errors import CardError, CardtuneError
 from pipelines.training import search
-from scripts.run import main
 
 SPACE = {"learning_rate": {"low": 1.0e-3, "high": 3.0e-2, "log": True},
          "num_train_epochs": {"low": 1, "high": 2},

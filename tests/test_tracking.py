@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import read_json
 
-from scripts.run import main
+from pipelines.cli.run import main
 
 LEARNS = ["--learning_rate", "1e-2", "--per_device_train_batch_size", "8"]
 

@@ -15,8 +15,8 @@ import yaml
 from pipelines.card import keys
 from pipelines.card import schema as s
 from pipelines.card.keys import TaskCard
+from pipelines.card.shipped import CARDS_DIR
 from pipelines.errors import CardError
-from task_cards import CARDS_DIR
 
 
 def shipped_cards() -> dict[str, Path]:

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.card import preprocess, search_space
 from pipelines.card import schema as s
-from pipelines.card.options import NOT_IN_CARD as RUN_ONLY
-from pipelines.card.options import RunArgs
+from pipelines.card import search_space
 from pipelines.card.schema import key
+from pipelines.card.shipped import SAMPLES_DIR
+from pipelines.data import preprocess
 from pipelines.evaluation.metrics import DEFAULT_METRICS
-from task_cards import SAMPLES_DIR
+from pipelines.training.options import NOT_IN_CARD as RUN_ONLY
+from pipelines.training.options import RunArgs
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("csv", "tsv", "json", "jsonl", "xlsx", "parquet")

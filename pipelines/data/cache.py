@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 import pipelines
 from pipelines.card.cards import TaskCard
 from pipelines.data import cache_seal, features
-from pipelines.data.columns import column
+from pipelines.data.readers import column
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from pipelines.card.cards import TaskCard
-from pipelines.data.columns import column
+from pipelines.data.readers import column
 from pipelines.errors import ModelError
 
 

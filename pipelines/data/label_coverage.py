@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 
 from pipelines.card.cards import TaskCard
-from pipelines.data.columns import column
+from pipelines.data.readers import column
 from pipelines.errors import DataError
 
 log = logging.getLogger(__name__)

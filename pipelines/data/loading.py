@@ -11,9 +11,9 @@ import datasets
 
 from pipelines.card.cards import TaskCard
 from pipelines.card.keys import SPLITS, LocalSource, SplitPolicy
-from pipelines.card.preprocess import StepContext, apply
 from pipelines.card.schema import raw_key
-from pipelines.data import columns, readers
+from pipelines.data import readers
+from pipelines.data.preprocess import StepContext, apply
 from pipelines.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _named_labels(ds: datasets.Dataset, column: str) -> datasets.Dataset:
     if not isinstance(feature, datasets.ClassLabel):
         return ds
     names = feature.names
-    values = [names[v] if 0 <= v < len(names) else str(v) for v in columns.column(ds, column)]
+    values = [names[v] if 0 <= v < len(names) else str(v) for v in readers.column(ds, column)]
     return ds.remove_columns(column).add_column(column, values)
 
 
@@ -179,7 +179,7 @@ def _check_columns(ds: datasets.Dataset, card: TaskCard, split: str, where: str,
 
 def _check_texts(ds: datasets.Dataset, card: TaskCard, split: str, where: str) -> None:
     for col in card.text_columns:
-        bad = [i for i, v in enumerate(columns.column(ds, col)) if not isinstance(v, str) or not v.strip()]
+        bad = [i for i, v in enumerate(readers.column(ds, col)) if not isinstance(v, str) or not v.strip()]
         if bad:
             rows = ", ".join(str(i + 1) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
             raise DataError(
@@ -195,7 +195,7 @@ def _map_labels(ds: datasets.Dataset, card: TaskCard, split: str, where: str) ->
     lookup = _label_lookup(card)
     drop = set(card.drop_labels)
     keep, ids, unknown, empty = [], [], {}, []
-    for i, value in enumerate(columns.column(ds, card.label_column)):
+    for i, value in enumerate(readers.column(ds, card.label_column)):
         key = raw_key(value)
         if key in drop:
             continue

@@ -1,4 +1,5 @@
-"""Read one local table (csv/tsv/json/jsonl/xlsx/parquet) into a `datasets.Dataset` of strings."""
+"""Read one local table (csv/tsv/json/jsonl/xlsx/parquet) into a `datasets.Dataset` of strings; a column of
+such a Dataset as a plain list (how every stage reads one)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def read_table(path: Path, spec: LocalSource) -> datasets.Dataset:
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
+
+
+def column(ds: datasets.Dataset, name: str) -> list[Any]:
+    """A column as a list, read in one batch (iterating a datasets `Column` formats row by row)."""
+    return ds[name][:]
 
 
 def rename_columns(ds: datasets.Dataset, mapping: dict[str, str]) -> datasets.Dataset:

@@ -16,15 +16,15 @@ from transformers import TrainingArguments
 
 import pipelines
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs
-from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData
+from pipelines.data.readers import column
 from pipelines.evaluation import diagnostics
 from pipelines.modeling import loading as model
 from pipelines.modeling import offline
 from pipelines.reporting import plots, run_id, staging, tables
 from pipelines.reporting.summary import metrics_summary, summary_markdown
 from pipelines.training.loop import TrainResult
+from pipelines.training.options import RunArgs
 
 log = logging.getLogger(__name__)
 

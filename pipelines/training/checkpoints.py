@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 from transformers import Trainer, TrainingArguments
 
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs
 from pipelines.errors import CardtuneError
 from pipelines.filesystem import WriteError, is_write_failure, sha256
+from pipelines.training.options import RunArgs
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from transformers import EarlyStoppingCallback, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback
 
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs
 from pipelines.data import features
-from pipelines.data.columns import column
+from pipelines.data.readers import column
 from pipelines.evaluation import metrics
 from pipelines.modeling import loading
 from pipelines.training import checkpoints, tracking
 from pipelines.training.callbacks import EpochTimer, LogCallback, ThreadCallback
+from pipelines.training.options import RunArgs
 from pipelines.training.progress import ProgressLog
 from pipelines.training.trainer import CardtuneTrainer, class_weights
 

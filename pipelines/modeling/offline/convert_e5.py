@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import ModelError
-from pipelines.modeling import hf_writers
+from pipelines.modeling.offline import hf_writers
 from pipelines.progress import timing
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from scripts._common import redact
+from pipelines.cli._common import redact
 
 # argparse's own phrasing -> what a user can act on
 _ARGUMENT = r"argument (\S+?)(?:/\S+)?: "

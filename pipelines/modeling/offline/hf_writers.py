@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.modeling.spm_charsmap import build_charsmap
+from pipelines.modeling.offline.spm_charsmap import build_charsmap
 
 # (state-dict key, shape, producer of float32 chunks whose rows concatenate to the tensor)
 TensorSource = tuple[str, tuple[int, ...], Callable[[], Iterator[np.ndarray]]]
