@@ -128,6 +128,9 @@ def upload_files(out: Path) -> dict[str, Path]:
     if not (out / "metrics.json").is_file():
         raise HubError(f"{out} has no metrics.json: the run did not finish (cardtune writes it last); "
                        "pass the --output-dir of a finished run")
+    from pipelines.modeling import model_folder
+
+    model_folder.check(out, "output directory")  # the tokenizer files above all: without them the model is useless
     weights = sorted(p.name for p in out.glob("model*.safetensors")) + (
         ["model.safetensors.index.json"] if (out / "model.safetensors.index.json").is_file() else []
     )

@@ -78,6 +78,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def encoding_name(text: str) -> str:
+    """An argparse `type` for a text encoding Python knows."""
+    import codecs
+
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, cp949, latin-1)") from None
+    return text
+
+
 def resume_command(script: str, argv: list[str]) -> str:
     """The command that continues an interrupted run: the same arguments plus --resume."""
     args = list(argv) + ([] if "--resume" in argv else ["--resume"])

@@ -82,8 +82,9 @@ def save_sealed(trainer: Trainer, save: Callable[[], None]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
         if isinstance(err, Exception) and is_write_failure(err):
             done = last_complete(folder.parent)
-            after = (f"{done.name} is complete: continue with --resume" if done else "no checkpoint is complete")
-            raise WriteError.of(err, folder, f"save {folder.name}", after + " once there is room") from None
+            after = (f"{done.name} is complete: once there is room, continue with --resume" if done else
+                     "no checkpoint is complete yet: once there is room, rerun the same command")
+            raise WriteError.of(err, folder, f"save {folder.name}", after) from None
         raise
 
 

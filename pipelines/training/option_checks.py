@@ -13,7 +13,7 @@ from transformers import TrainingArguments
 from pipelines.card.cards import TaskCard
 from pipelines.card.options import RunArgs
 from pipelines.errors import CardtuneError
-from pipelines.modeling import loading, offline
+from pipelines.modeling import loading, model_folder, offline
 
 # option -> (lowest, highest, lowest included, highest included); None: no bound
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
@@ -58,6 +58,8 @@ def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]
     if args.max_steps == -1 and not args.num_train_epochs > 0:
         raise CardtuneError(f"{_source('num_train_epochs', card, argv)} {args.num_train_epochs}: expected a number "
                             "of epochs above 0 (or set --max_steps)")
+    if run.model and Path(run.model).is_dir():  # a local folder: complete, or one line now rather than a bad run
+        model_folder.check(run.model, "--model")
     _check_length(card, run, argv)
 
 
