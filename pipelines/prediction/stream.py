@@ -107,7 +107,8 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
             raise
         if filesystem.is_write_failure(err):
             raise _write_failure(err, out) from None
-        out.salvage()  # only what --resume can continue stays: a partial holding just the header goes
+        if isinstance(err, DataError):  # the input stops it: keep what --resume can use, not a header-only file
+            out.salvage()
         raise
     finally:
         progress.close()

@@ -21,13 +21,12 @@ from pipelines.card.options import RunArgs
 from pipelines.data import cache, features, label_coverage
 from pipelines.data.columns import column
 from pipelines.data.loading import LoadedData, load_splits
-from pipelines.errors import CardtuneError
 from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
 from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
-from pipelines.training import checkpoints, search, tracking
+from pipelines.training import checkpoints, option_checks, search, tracking
 from pipelines.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -35,10 +34,8 @@ log = logging.getLogger(__name__)
 
 def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
     """Train `card` as configured; returns the contents of metrics.json (empty on non-main ranks)."""
-    tracking.check_backends(args.report_to)
     if run.search is not None:
         search.check_ready(card, run)
-    parse_seeds(run.seeds)  # a bad list is an error before any work
     threads = hardware.configure_threads(run.threads)
     choice = offline.choose(run.model, card.language)
     log.info("model %s (%s)", choice.name, choice.reason)
@@ -66,16 +63,8 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
 
 
 def parse_seeds(spec: str | None) -> list[int]:
-    """'1,2,3' -> [1, 2, 3]."""
-    if not spec:
-        return []
-    try:
-        seeds = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CardtuneError(f"--seeds '{spec}': expected distinct whole numbers separated by commas, e.g. 1,2,3")
-    return seeds
+    """'1,2,3' -> [1, 2, 3] (checked with every other option before any work: option_checks)."""
+    return option_checks.parse_seeds(spec)
 
 
 def run_once(
