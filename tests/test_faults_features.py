@@ -231,3 +231,239 @@ def test_notes_added_to_a_run_folder_are_not_a_mix_but_published_files_are(toy, 
         fh.write(" ")
     assert _predict(out, toy[4], tmp_path / "q.csv") == 2
     assert f"{out} mixes files of different runs (metrics.json " in one_error(capsys.readouterr().err)
+
+
+# --- search -------------------------------------------------------------------------------------
+
+SPACE = {"learning_rate": {"low": 1.0e-3, "high": 3.0e-2, "log": True}}
+
+
+@pytest.fixture
+def search_card(toy, tmp_path):
+    from conftest import write_card
+
+    return write_card(tmp_path, name="toysearch", search=SPACE)
+
+
+def _damage_db(db, how):
+    if how == "cut":
+        os.truncate(db, db.stat().st_size // 2)
+    else:
+        db.write_bytes(b"this is not a database, someone saved a report over it\n" * 50)
+
+
+@pytest.mark.parametrize("how", ["cut", "overwritten"])
+def test_a_damaged_search_study_is_one_line(toy, search_card, tmp_path, capsys, how):
+    from pipelines.card.cards import load_card
+    from pipelines.card.keys import setting_types
+    from pipelines.card.search_space import resolve
+    from pipelines.training import search
+
+    out = tmp_path / "out"
+    card = load_card(search_card)
+    study = search.open_study(out, card, resolve(card.search, None, setting_types()), 42)
+    for _ in range(3):
+        study.tell(study.ask(), 0.5)
+    _damage_db(out / "search.db", how)
+    assert run_main(run_argv(search_card, toy[1], toy[2], out, "--search", "2", *LEARNS)) == 2
+    line = one_error(capsys.readouterr().err)
+    assert f"{out / 'search.db'} cannot be read as a search study (" in line
+    assert "move it aside or delete it to start the search over" in line
+    assert not (out / "trials.csv").exists()
+
+
+def test_ctrl_c_in_a_search_says_the_trials_are_kept_and_the_same_command_continues(toy, search_card, tmp_path,
+                                                                                       monkeypatch, capsys):
+    from pipelines.training import search
+
+    out, calls, real = tmp_path / "out", [], search.run_trial
+
+    def interrupt_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    argv = run_argv(search_card, toy[1], toy[2], out, "--search", "3", "--num_train_epochs", "1", *LEARNS)
+    monkeypatch.setattr(search, "run_trial", interrupt_second_trial)
+    assert run_main(argv) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: 1 of 3 trials are finished and kept in {out / 'search.db'}")
+    assert "continue the search with the same command: `python scripts/run.py --task " in last
+    monkeypatch.undo()
+    assert run_main(argv) == 0
+    assert read_json(out / "search.json")["trials"]["finished"] == 3
+
+
+# --- option values --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--report_to", "tensorbord"], "--report_to 'tensorbord' is not a tracking backend: did you mean tensorboard?"),
+    (["--report_to", "tensorboard,wandbb"], "--report_to 'wandbb' is not a tracking backend: did you mean wandb?"),
+    (["--report_to", "tensorboard", "nope"], "--report_to 'nope' is not a tracking backend"),
+    (["--seeds", "-1"], "--seeds '-1': expected distinct whole numbers from 0 to 4294967295"),
+    (["--seeds", "-1,2"], "--seeds '-1,2': expected distinct whole numbers from 0 to 4294967295"),
+    (["--seeds", "1,1"], "--seeds '1,1': expected distinct whole numbers"),
+    (["--seeds", "1,x"], "--seeds '1,x': expected distinct whole numbers"),
+    (["--hub-model-id", "hf_abc"], "--hub-model-id hf_***: that is a Hugging Face token, not a repository id"),
+])
+def test_run_options_are_checked_before_the_data_is_read(toy, tmp_path, capsys, extra, message):
+    card, _, model = toy[:3]
+    out = tmp_path / "out"
+    assert run_main(run_argv(card, tmp_path / "no-data-here", model, out, *extra)) == 2
+    line = one_error(capsys.readouterr().err)
+    assert message in line and "hf_abc" not in line and not out.exists()
+
+
+def test_report_to_takes_a_comma_list_or_several_values(toy, tmp_path, capsys):
+    from pipelines.training.option_checks import check_report_to
+
+    assert check_report_to("tensorboard, trackio") == check_report_to(["tensorboard trackio"]) == \
+        ["tensorboard", "trackio"]
+    assert check_report_to("none") == [] and check_report_to(None) == []
+    card, _, model = toy[:3]
+    for values in (["tensorboard", "trackio"], ["tensorboard,trackio"]):
+        assert run_main(run_argv(card, tmp_path, model, tmp_path / "out", "--report_to", *values,
+                                 "--max_steps", "0")) == 2
+        assert "--max_steps 0: expected a whole number of steps" in one_error(capsys.readouterr().err)
+
+
+def test_token_shaped_hub_model_id_of_any_length_is_masked(toy, tmp_path, capsys):
+    for token in ("hf_x", "hf_abc123", "api_org_q/name"):
+        assert push_script.main([str(toy[3]), "--hub-model-id", token, "--hub-dry-run", str(tmp_path / "d")]) == 2
+        line = one_error(capsys.readouterr().err)
+        assert "that is a Hugging Face token" in line and token.split("/")[0] not in line
+    assert not (tmp_path / "d").exists()
+
+
+# --- messages -----------------------------------------------------------------------------------------
+
+
+def test_a_tab_separated_txt_file_is_read_as_tsv_or_named_with_the_sep_to_pass(toy, tmp_path, capsys):
+    source = tmp_path / "ratings_test.txt"  # NSMC's layout
+    rows = [f"{9000 + i}\t{r['text']}\t{int(r['label'] == 'pos')}" for i, r in enumerate(toy_rows(12))]
+    source.write_text("id\tdocument\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "pred.tsv"
+    assert _predict(toy[3], source, out, "--text-column", "document") == 0
+    header, first = out.read_text(encoding="utf-8").splitlines()[:2]
+    assert header.split("\t")[:3] == ["id", "document", "label"] and first.startswith("9000\t")
+    assert _predict(toy[3], source, tmp_path / "p.csv", "--text-column", "document", "--sep", ",") == 2
+    line = one_error(capsys.readouterr().err)
+    assert f"{source}: no column 'document'" in line and "pass --sep '\\t'" in line
+
+
+def test_a_cell_tsv_cannot_hold_names_the_file_and_leaves_no_partial(toy, tmp_path, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,good movie\n2,"two\nlines"\n', encoding="utf-8")
+    assert _predict(toy[3], source, tmp_path / "o.tsv") == 2
+    line = one_error(capsys.readouterr().err)
+    assert f"{source}: data row 2: column `text` holds a tab or a line break" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_full_disk_before_the_first_checkpoint_reads_clearly(toy, tmp_path, monkeypatch, capsys):
+    import torch
+
+    def short_write(*args, **kwargs):  # how torch reports a disk that took fewer bytes than it wrote
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1216 vs 1152")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    card, data, model = toy[:3]
+    out = tmp_path / "out"
+    assert run_main(run_argv(card, data, model, out, "--num_train_epochs", "1", *LEARNS)) == 2
+    line = one_error(capsys.readouterr().err)
+    assert f"cannot save checkpoint-6 in {out / 'checkpoint-6'}: no space left on the disk (" in line
+    assert line.endswith("; no checkpoint is complete yet: once there is room, rerun the same command")
+    assert not list(out.glob("checkpoint-*")) and not list(out.glob(".staging-*"))
+
+
+# --- checkpoints, tracking, model cache -----------------------------------------------------------------
+
+KILL_AT_SEAL = ("import os, signal, sys\n"
+                "from pipelines.training import checkpoints\n"
+                "real = checkpoints.seal\n"
+                "def seal(folder, *a, **k):\n"
+                "    if folder.name == 'checkpoint-12':  # its files are all written; the record is next\n"
+                "        os.kill(os.getpid(), signal.SIGKILL)\n"
+                "    return real(folder, *a, **k)\n"
+                "checkpoints.seal = seal\n"
+                "from scripts.run import main\n"
+                "sys.exit(main(sys.argv[1:]))")
+
+
+def test_sigkill_between_the_trainers_save_and_the_record_loses_no_complete_checkpoint(toy, tmp_path, caplog):
+    card, data, model = toy[:3]
+    out, straight = tmp_path / "out", tmp_path / "straight"
+    args = ["--num_train_epochs", "3", "--save_total_limit", "1", *LEARNS]
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_SEAL, *run_argv(card, data, model, out, *args)],
+                          env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    # checkpoint-6 was not rotated out for a checkpoint-12 that never became complete
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-6"]
+    with caplog.at_level("WARNING"):
+        assert run_main(run_argv(card, data, model, out, *args, "--resume")) == 0
+    assert "damaged" not in caplog.text
+    assert run_main(run_argv(card, data, model, straight, *args)) == 0
+    assert read_json(out / "metrics.json")["validation"] == pytest.approx(
+        read_json(straight / "metrics.json")["validation"], rel=1e-4)
+    assert not list(out.glob(".staging-*")) and not list(out.glob("checkpoint-*"))
+
+
+def test_each_run_gets_its_tensorboard_folder_and_a_resume_logs_no_step_twice(toy, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from pipelines.training import callbacks
+
+    card, data, model = toy[:3]
+    out = tmp_path / "out"
+    argv = run_argv(card, data, model, out, "--report_to", "tensorboard", "--logging_steps", "2",
+                    "--logging_strategy", "steps", "--num_train_epochs", "2", *LEARNS)
+
+    def ctrl_c_at_step_8(self, args, state, control, **kwargs):
+        if state.global_step == 8:  # step 8 is logged; checkpoint-6 is the last one
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(callbacks.LogCallback, "on_step_end", ctrl_c_at_step_8, raising=False)
+        assert run_main(argv) == 130
+    assert run_main(argv + ["--resume"]) == 0
+    (name,) = (out / "runs").iterdir()
+    (session,) = name.iterdir()
+    seen: dict = {}
+    for path in session.glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag.startswith(("train/loss", "eval/")):
+                    seen[(value.tag, event.step)] = seen.get((value.tag, event.step), 0) + 1
+    assert sorted(step for tag, step in seen if tag == "train/loss") == [2, 4, 6, 8, 10, 12]
+    assert set(seen.values()) == {1}, {k: v for k, v in seen.items() if v > 1}
+    assert run_main(run_argv(card, data, model, out, "--report_to", "tensorboard", "--max_steps", "2")) == 0
+    assert len(list(name.iterdir())) == 2  # a new run of the same name: its own folder
+
+
+@pytest.mark.skipif(not can_mount(), reason="cannot mount a read-only folder here (no user namespaces)")
+def test_a_read_only_model_cache_with_a_complete_model_is_used(tmp_path):
+    from pipelines.modeling import model_cache
+
+    root = tmp_path / "models"
+
+    def build(folder):
+        (folder / "config.json").write_text('{"model_type": "bert"}')
+
+    target = model_cache.prepare("toy-1", "recipe 1", build, root)
+    use = ("import sys; from pipelines.modeling import model_cache\n"
+           "def build(folder): raise SystemExit('no building in a read-only cache')\n"
+           "try:\n    print(model_cache.prepare('toy-1', 'recipe 1', build, model_cache.Path(sys.argv[1])))\n"
+           "except OSError as err:\n    print('error:', err.strerror)")
+    cmd = [sys.executable, "-c", use, str(root)]
+    host = tmp_path / "host"
+    host.mkdir()
+    proc = in_namespace([f"mount --bind {root} {root}", f"mount -o remount,bind,ro {root}",
+                         f"{sh(cmd)} > {host}/intact", f"{sh(cmd[:2] + [use.replace('recipe 1', 'recipe 2')])} "
+                         f"{root} > {host}/other"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (host / "intact").read_text().strip() == str(target)
+    assert (host / "other").read_text().startswith("error: the cache is read-only and its copy of toy-1 is not "
+                                                    "usable (prepared by another recipe")
