@@ -28,14 +28,21 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory, tiny_model):
-    """(card, data dir, tiny model, a finished run.py folder, a sample file, base folder)."""
+def task(tmp_path_factory, tiny_model):
+    """(card, data dir, tiny model, None, a sample file, base folder): nothing trained."""
     base = tmp_path_factory.mktemp("features")
     card, data = make_toy_task(base)
-    out = base / "run"
-    assert run_main(run_argv(card, data, tiny_model, out, "--num_train_epochs", "1", *LEARNS)) == 0
     sample = write_csv(base / "sample.csv", toy_rows(40, seed=3))
-    return card, data, tiny_model, out, sample, base
+    return card, data, tiny_model, None, sample, base
+
+
+@pytest.fixture(scope="module")
+def toy(task):
+    """`task` with a finished run.py folder in place of None."""
+    card, data, model, _, sample, base = task
+    out = base / "run"
+    assert run_main(run_argv(card, data, model, out, "--num_train_epochs", "1", *LEARNS)) == 0
+    return card, data, model, out, sample, base
 
 
 def _export(model, out, sample, *extra):
@@ -62,6 +69,7 @@ def exports(toy):
     return folders
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_export_of_a_run_folder_predicts_like_the_pytorch_model(toy, exports, tmp_path, capsys, precision):
     out, sample = toy[3], toy[4]
@@ -90,6 +98,7 @@ def _umask() -> int:
     return mask
 
 
+@pytest.mark.slow
 def test_export_into_an_empty_folder_keeps_its_mode(toy, tmp_path):
     target = tmp_path / "made"
     target.mkdir(mode=0o750)
@@ -107,6 +116,7 @@ def _without_tokenizer(model, dest):
     return dest
 
 
+@pytest.mark.slow
 def test_a_model_folder_without_its_tokenizer_is_one_line_everywhere(toy, exports, tmp_path, capsys):
     card, data, model, _, sample, _ = toy
     bare = _without_tokenizer(model, tmp_path / "bare")
@@ -125,6 +135,7 @@ def test_a_model_folder_without_its_tokenizer_is_one_line_everywhere(toy, export
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "q.csv").exists() and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, expected", [
     ("export.json garbage", "is a damaged export (export.json "),
     ("export.json garbage, no manifest", "export.json is damaged"),
@@ -150,8 +161,8 @@ def test_damaged_export_files_are_one_line(exports, toy, tmp_path, capsys, damag
     assert not list(tmp_path.glob("p.csv*"))
 
 
-def test_export_options_are_checked_before_any_work(toy, tmp_path, capsys):
-    out, sample = toy[3], toy[4]
+def test_export_options_are_checked_before_any_work(task, tmp_path, capsys):
+    out, sample = task[2], task[4]
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "mine.txt").write_text("x")
@@ -165,6 +176,7 @@ def test_export_options_are_checked_before_any_work(toy, tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_during_export_is_one_line_and_leaves_nothing(toy, tmp_path, monkeypatch, capsys):
     import errno
 
@@ -188,6 +200,7 @@ KILL_AT_VERIFY = ("import os, signal, sys\n"
                   "sys.exit(main(sys.argv[1:]))")
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_nothing_the_next_one_does_not_clean(toy, tmp_path):
     target = tmp_path / "e"
     argv = [str(target), "--onnx", "--model", str(toy[3]), "--sample", str(toy[4])]
@@ -200,6 +213,7 @@ def test_a_killed_export_leaves_nothing_the_next_one_does_not_clean(toy, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"] and run_id.verify(target) == run_id.verify(toy[3])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not can_mount(), reason="cannot mount a read-only folder here (no user namespaces)")
 def test_export_onto_read_only_folders_is_one_line(toy, tmp_path):
     ro, host = tmp_path / "ro", tmp_path / "host"
@@ -218,6 +232,7 @@ def test_export_onto_read_only_folders_is_one_line(toy, tmp_path):
     assert sorted(os.listdir(ro)) == ["mnt"]
 
 
+@pytest.mark.slow
 def test_notes_added_to_a_run_folder_are_not_a_mix_but_published_files_are(toy, tmp_path, capsys):
     out = shutil.copytree(toy[3], tmp_path / "run")
     with open(out / "summary.md", "a", encoding="utf-8") as fh:
@@ -239,7 +254,7 @@ SPACE = {"learning_rate": {"low": 1.0e-3, "high": 3.0e-2, "log": True}}
 
 
 @pytest.fixture
-def search_card(toy, tmp_path):
+def search_card(task, tmp_path):
     from conftest import write_card
 
     return write_card(tmp_path, name="toysearch", search=SPACE)
@@ -253,7 +268,7 @@ def _damage_db(db, how):
 
 
 @pytest.mark.parametrize("how", ["cut", "overwritten"])
-def test_a_damaged_search_study_is_one_line(toy, search_card, tmp_path, capsys, how):
+def test_a_damaged_search_study_is_one_line(task, search_card, tmp_path, capsys, how):
     from pipelines.card.cards import load_card
     from pipelines.card.keys import setting_types
     from pipelines.card.search_space import resolve
@@ -265,13 +280,14 @@ def test_a_damaged_search_study_is_one_line(toy, search_card, tmp_path, capsys, 
     for _ in range(3):
         study.tell(study.ask(), 0.5)
     _damage_db(out / "search.db", how)
-    assert run_main(run_argv(search_card, toy[1], toy[2], out, "--search", "2", *LEARNS)) == 2
+    assert run_main(run_argv(search_card, task[1], task[2], out, "--search", "2", *LEARNS)) == 2
     line = one_error(capsys.readouterr().err)
     assert f"{out / 'search.db'} cannot be read as a search study (" in line
     assert "move it aside or delete it to start the search over" in line
     assert not (out / "trials.csv").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_search_says_the_trials_are_kept_and_the_same_command_continues(toy, search_card, tmp_path,
                                                                                        monkeypatch, capsys):
     from pipelines.training import search
@@ -308,30 +324,30 @@ def test_ctrl_c_in_a_search_says_the_trials_are_kept_and_the_same_command_contin
     (["--seeds", "1,x"], "--seeds '1,x': expected distinct whole numbers"),
     (["--hub-model-id", "hf_abc"], "--hub-model-id hf_***: that is a Hugging Face token, not a repository id"),
 ])
-def test_run_options_are_checked_before_the_data_is_read(toy, tmp_path, capsys, extra, message):
-    card, _, model = toy[:3]
+def test_run_options_are_checked_before_the_data_is_read(task, tmp_path, capsys, extra, message):
+    card, _, model = task[:3]
     out = tmp_path / "out"
     assert run_main(run_argv(card, tmp_path / "no-data-here", model, out, *extra)) == 2
     line = one_error(capsys.readouterr().err)
     assert message in line and "hf_abc" not in line and not out.exists()
 
 
-def test_report_to_takes_a_comma_list_or_several_values(toy, tmp_path, capsys):
+def test_report_to_takes_a_comma_list_or_several_values(task, tmp_path, capsys):
     from pipelines.training.option_checks import check_report_to
 
     assert check_report_to("tensorboard, trackio") == check_report_to(["tensorboard trackio"]) == \
         ["tensorboard", "trackio"]
     assert check_report_to("none") == [] and check_report_to(None) == []
-    card, _, model = toy[:3]
+    card, _, model = task[:3]
     for values in (["tensorboard", "trackio"], ["tensorboard,trackio"]):
         assert run_main(run_argv(card, tmp_path, model, tmp_path / "out", "--report_to", *values,
                                  "--max_steps", "0")) == 2
         assert "--max_steps 0: expected a whole number of steps" in one_error(capsys.readouterr().err)
 
 
-def test_token_shaped_hub_model_id_of_any_length_is_masked(toy, tmp_path, capsys):
+def test_token_shaped_hub_model_id_of_any_length_is_masked(carded_model, tmp_path, capsys):
     for token in ("hf_x", "hf_abc123", "api_org_q/name"):
-        assert push_script.main([str(toy[3]), "--hub-model-id", token, "--hub-dry-run", str(tmp_path / "d")]) == 2
+        assert push_script.main([str(carded_model), "--hub-model-id", token, "--hub-dry-run", str(tmp_path / "d")]) == 2
         line = one_error(capsys.readouterr().err)
         assert "that is a Hugging Face token" in line and token.split("/")[0] not in line
     assert not (tmp_path / "d").exists()
@@ -340,36 +356,36 @@ def test_token_shaped_hub_model_id_of_any_length_is_masked(toy, tmp_path, capsys
 # --- messages -----------------------------------------------------------------------------------------
 
 
-def test_a_tab_separated_txt_file_is_read_as_tsv_or_named_with_the_sep_to_pass(toy, tmp_path, capsys):
+def test_a_tab_separated_txt_file_is_read_as_tsv_or_named_with_the_sep_to_pass(carded_model, tmp_path, capsys):
     source = tmp_path / "ratings_test.txt"  # NSMC's layout
     rows = [f"{9000 + i}\t{r['text']}\t{int(r['label'] == 'pos')}" for i, r in enumerate(toy_rows(12))]
     source.write_text("id\tdocument\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "pred.tsv"
-    assert _predict(toy[3], source, out, "--text-column", "document") == 0
+    assert _predict(carded_model, source, out, "--text-column", "document") == 0
     header, first = out.read_text(encoding="utf-8").splitlines()[:2]
     assert header.split("\t")[:3] == ["id", "document", "label"] and first.startswith("9000\t")
-    assert _predict(toy[3], source, tmp_path / "p.csv", "--text-column", "document", "--sep", ",") == 2
+    assert _predict(carded_model, source, tmp_path / "p.csv", "--text-column", "document", "--sep", ",") == 2
     line = one_error(capsys.readouterr().err)
     assert f"{source}: no column 'document'" in line and "pass --sep '\\t'" in line
 
 
-def test_a_cell_tsv_cannot_hold_names_the_file_and_leaves_no_partial(toy, tmp_path, capsys):
+def test_a_cell_tsv_cannot_hold_names_the_file_and_leaves_no_partial(carded_model, tmp_path, capsys):
     source = tmp_path / "in.csv"
     source.write_text('id,text\n1,good movie\n2,"two\nlines"\n', encoding="utf-8")
-    assert _predict(toy[3], source, tmp_path / "o.tsv") == 2
+    assert _predict(carded_model, source, tmp_path / "o.tsv") == 2
     line = one_error(capsys.readouterr().err)
     assert f"{source}: data row 2: column `text` holds a tab or a line break" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
-def test_full_disk_before_the_first_checkpoint_reads_clearly(toy, tmp_path, monkeypatch, capsys):
+def test_full_disk_before_the_first_checkpoint_reads_clearly(task, tmp_path, monkeypatch, capsys):
     import torch
 
     def short_write(*args, **kwargs):  # how torch reports a disk that took fewer bytes than it wrote
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1216 vs 1152")
 
     monkeypatch.setattr(torch, "save", short_write)
-    card, data, model = toy[:3]
+    card, data, model = task[:3]
     out = tmp_path / "out"
     assert run_main(run_argv(card, data, model, out, "--num_train_epochs", "1", *LEARNS)) == 2
     line = one_error(capsys.readouterr().err)
@@ -392,6 +408,7 @@ KILL_AT_SEAL = ("import os, signal, sys\n"
                 "sys.exit(main(sys.argv[1:]))")
 
 
+@pytest.mark.slow
 def test_sigkill_between_the_trainers_save_and_the_record_loses_no_complete_checkpoint(toy, tmp_path, caplog):
     card, data, model = toy[:3]
     out, straight = tmp_path / "out", tmp_path / "straight"
@@ -410,6 +427,7 @@ def test_sigkill_between_the_trainers_save_and_the_record_loses_no_complete_chec
     assert not list(out.glob(".staging-*")) and not list(out.glob("checkpoint-*"))
 
 
+@pytest.mark.slow
 def test_each_run_gets_its_tensorboard_folder_and_a_resume_logs_no_step_twice(toy, tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader

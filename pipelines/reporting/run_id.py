@@ -5,7 +5,9 @@ Each run gets a run id, written into metrics.json, run_config.json, config.json
 file of the run with its size and SHA-256. Publishing removes the previous run's metrics.json and
 run.json first and moves the new ones in last, so at any moment the folder is the previous
 complete run, the new complete run, or visibly incomplete (no metrics.json). `verify` is what
-push.py, predict.py and the model card check before trusting a folder.
+push.py, predict.py and the model card check before trusting a folder; it covers the files that
+are published or used, not the reports for people (`staging.NOTES`) a user may annotate. An export
+folder (scripts/export.py) carries a manifest of its own kind, with the run id of its source.
 """
 
 from __future__ import annotations
