@@ -79,7 +79,7 @@ def load_model(
 ) -> nn.Module:
     """A sequence classifier whose config carries the card's label names."""
     path = resolve(name)
-    model_folder.check(path, "model")
+    model_folder.check(path, "model", tokenizer=False)  # load_tokenizer checks the tokenizer files
     labels = {"num_labels": len(card.labels), "id2label": card.id2label,
               "label2id": {label: i for i, label in card.id2label.items()}}
     build = functools.partial(_classifier, path, labels, online, head=head, head_hidden=head_hidden, dropout=dropout)

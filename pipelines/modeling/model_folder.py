@@ -26,11 +26,12 @@ def is_export(folder: Path) -> bool:
     return (folder / ONNX_FILE).is_file() or (folder / EXPORT_INFO).is_file()
 
 
-def check(folder: str | Path, role: str = "model") -> None:
+def check(folder: str | Path, role: str = "model", tokenizer: bool = True) -> None:
     """Raise a one-line `ModelError` unless `folder` holds everything a model needs to load.
 
-    `role` names the folder in the message (e.g. "--model"). Only local folders are checked; a
-    Hub id is left to the loader."""
+    `role` names the folder in the message (e.g. "--model"); `tokenizer=False` for a caller that
+    loads only the network (its tokenizer is checked where it is loaded). Only local folders are
+    checked; a Hub id is left to the loader."""
     path = Path(folder)
     if not path.is_dir():
         return
@@ -43,7 +44,7 @@ def check(folder: str | Path, role: str = "model") -> None:
         export_precision(path, role)
     elif not any((path / name).is_file() for name in WEIGHTS):
         raise ModelError(f"{role} {path} has no weights file ({', '.join(WEIGHTS[::2])}); {fix}")
-    if not any((path / name).is_file() for name in VOCABULARIES):
+    if tokenizer and not any((path / name).is_file() for name in VOCABULARIES):
         raise ModelError(f"{role} {path} has no tokenizer files (one of {', '.join(VOCABULARIES)}): without them "
                          "every word would be an unknown token; copy the tokenizer files of the model it was "
                          "trained from into it (tokenizer.save_pretrained)")
