@@ -38,11 +38,17 @@ def reason(err: BaseException, path: Path) -> str:
     blocker = below_file(path) if code in (errno.ENOTDIR, errno.EEXIST) else None
     if blocker is not None:
         return f"{blocker} is a file, not a folder; pass another path"
-    if code == errno.ENOSPC or "os error 28" in str(err) or _nearly_full(path):
+    if code in (errno.ENOSPC, errno.EDQUOT) or _short_write(err) or _nearly_full(path):
         return f"no space left on the disk ({_free(path)} free); free some space or pass a path on another disk"
     lines = str(err).strip().splitlines()
     detail = getattr(err, "strerror", None) or (lines[0] if lines else "write failed")
     return f"{type(err).__name__}: {detail}"
+
+
+def _short_write(err: BaseException) -> bool:
+    """How torch and the Rust libraries say that the disk took fewer bytes than they wrote."""
+    text = str(err)
+    return any(s in text for s in ("os error 28", "os error 122", "unexpected pos", "file write failed"))
 
 
 def is_write_failure(err: BaseException) -> bool:
@@ -65,7 +71,8 @@ def writing(path: str | Path, what: str, after: str = "") -> Iterator[None]:
     except CardtuneError:
         raise
     except Exception as err:  # only write failures are converted, the rest re-raised
-        if not is_write_failure(err):
+        # A library that fails on a full disk may say anything (a truncated file it reads back): judge by the disk.
+        if not (is_write_failure(err) or _nearly_full(Path(path))):
             raise
         raise WriteError.of(err, path, what, after) from None
 

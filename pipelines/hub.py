@@ -27,6 +27,7 @@ TOKENIZER_FILES = (
     "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
 )
 REPORT_FILES = ("task_card.yaml", "metrics.json", "learning_curve.png")
+TOKEN_PREFIXES = ("hf_", "api_org_")
 REPO_ID_FORMAT = "expected USER/NAME (letters, digits, '-', '_' and '.'; no '--' or '..')"
 
 
@@ -44,8 +45,18 @@ class Upload:
         return [README, *self.files]
 
 
+def refuse_token(repo_id: str | None) -> None:
+    """A value of --hub-model-id that starts like a token (`hf_...`, of any length) is one: never echo it."""
+    namespace = (repo_id or "").strip().split("/", 1)[0]
+    if namespace.startswith(TOKEN_PREFIXES):
+        raise HubError(f"--hub-model-id {namespace.split('_', 1)[0]}_***: that is a Hugging Face token, not a "
+                       "repository id (USER/NAME); tokens never go on the command line: run `hf auth login` or set "
+                       "HF_TOKEN, and revoke this one if it was shared")
+
+
 def check_repo_id(repo_id: str | None) -> str:
     """`--hub-model-id` must be given and look like USER/NAME; checked before any training."""
+    refuse_token(repo_id)
     if not repo_id:
         raise HubError("--hub-model-id is required to publish: the Hub repository as USER/NAME, e.g. alice/cola-minilm")
     from huggingface_hub.errors import HFValidationError
@@ -128,6 +139,9 @@ def upload_files(out: Path) -> dict[str, Path]:
     if not (out / "metrics.json").is_file():
         raise HubError(f"{out} has no metrics.json: the run did not finish (cardtune writes it last); "
                        "pass the --output-dir of a finished run")
+    from pipelines.modeling import model_folder
+
+    model_folder.check(out, "output directory")  # the tokenizer files above all: without them the model is useless
     weights = sorted(p.name for p in out.glob("model*.safetensors")) + (
         ["model.safetensors.index.json"] if (out / "model.safetensors.index.json").is_file() else []
     )

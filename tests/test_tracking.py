@@ -20,9 +20,12 @@ def _run(toy_task, tiny_model, out, *extra):
 
 
 def _events(folder):
+    """The events of the one run logged under OUT/runs/<run name> (each run has a folder of its own there)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(folder))
+    runs = [p for p in folder.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    events = EventAccumulator(str(runs[0]))
     events.Reload()
     return events
 
@@ -94,6 +97,9 @@ def test_seeds_get_a_run_each_and_a_resumed_run_continues_its_curves(toy_task, t
     events = _events(resumed / "runs" / f"toy-{tiny_model.name}-seed42")
     # One run, continued: each epoch's point once (the two event files may be read in either order).
     assert sorted(step for step, _ in _scalars(events, "eval/accuracy")) == [6, 12, 18]
+    # a fresh run of the same name gets a folder of its own beside it
+    assert _run(toy_task, tiny_model, resumed, "--report_to", "tensorboard", "--num_train_epochs", "1", *LEARNS) == 0
+    assert len(list((resumed / "runs" / f"toy-{tiny_model.name}-seed42").iterdir())) == 2
     assert [step for step, _ in _scalars(events, "final/validation_accuracy")] == [18]
 
 

@@ -54,13 +54,25 @@ def negative_values(argv: list[str]) -> list[str]:
 
 
 def _negative_number(text: str) -> bool:
-    if not text.startswith("-") or text.startswith("--"):
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """`-1e-5`, `-3`, and lists like `-1,2` (`--seeds`): no option of ours starts with a dash and a digit."""
+    return re.fullmatch(r"-\.?\d[\d.,eE+\- ]*", text) is not None
+
+
+def joined_lists(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """`--report_to tensorboard trackio` -> `--report_to tensorboard,trackio`: a list option given as
+    several values reaches its check as the comma list it means (not as unknown options)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        out.append(argv[i])
+        i += 1
+        if out[-1] in flags:
+            values = []
+            while i < len(argv) and not argv[i].startswith("-"):
+                values.append(argv[i])
+                i += 1
+            out += [",".join(values)] if values else []
+    return out
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -76,6 +88,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def encoding_name(text: str) -> str:
+    """An argparse `type` for a text encoding Python knows."""
+    import codecs
+
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, cp949, latin-1)") from None
+    return text
 
 
 def resume_command(script: str, argv: list[str]) -> str:

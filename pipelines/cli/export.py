@@ -17,22 +17,24 @@ import sys
 from pathlib import Path
 
 from pipelines.cli._common import configure_logging, fail, set_offline
+from pipelines.cli._options import encoding_name, negative_values, one_line_errors, whole_number
 
 log = logging.getLogger("cardtune")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="export.py", description=__doc__.split("\n")[0])
+    p = one_line_errors(argparse.ArgumentParser(prog="export.py", description=__doc__.split("\n")[0]))
     p.add_argument("out_dir", help="new folder for the export")
     p.add_argument("--model", required=True, help="model directory (the --output-dir of scripts/run.py)")
     p.add_argument("--onnx", action="store_true", help="export to ONNX (the one format so far; required)")
     p.add_argument("--int8", action="store_true", help="dynamic int8 weights for the matrix products")
     p.add_argument("--sample", required=True, help="CSV/TSV with a header row: real rows to verify the export on")
-    p.add_argument("--sample-rows", type=int, default=1000, help="rows of --sample to compare (default 1000)")
+    p.add_argument("--sample-rows", type=whole_number(1), default=1000,
+                   help="rows of --sample to compare (default 1000)")
     p.add_argument("--text-column", help="text column of --sample (default: the saved task card's)")
     p.add_argument("--text-pair-column", help="second text column, for sentence-pair models")
     p.add_argument("--sep", help="delimiter of --sample (default: tab for .tsv/.tab, comma otherwise)")
-    p.add_argument("--encoding", default="utf-8-sig", help="encoding of --sample (default: UTF-8)")
+    p.add_argument("--encoding", default="utf-8-sig", type=encoding_name, help="encoding of --sample (default: UTF-8)")
     return p
 
 
@@ -52,9 +54,7 @@ def read_sample(args, card) -> tuple[list[str], list[str] | None]:
         raise DataError(f"{args.model} has no task_card.yaml; name the text column(s) of --sample with --text-column")
     sep = tables.sep_for(path, args.sep)
     header = tables.read_columns(path, sep, args.encoding)
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the file has columns {header}")
+    tables.check_columns(path, header, columns, "name the text column(s) with --text-column / --text-pair-column")
     frame = next(tables.chunks(path, sep, args.encoding, max(1, args.sample_rows)), None)
     rows = [] if frame is None else [t for t in zip(*(frame[c].tolist() for c in columns))
                                      if all(isinstance(v, str) and v.strip() for v in t)]
@@ -70,7 +70,10 @@ def report(out_dir: str, info: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(negative_values(list(sys.argv[1:] if argv is None else argv)))
+    except SystemExit as exit_:  # one line (or --help) already printed
+        return int(exit_.code or 0)
     set_offline(True)
     configure_logging()
     from pipelines.card.cards import load_card
@@ -79,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.onnx:
         return fail("choose the export format: --onnx (the only one so far)")
     try:
+        from pipelines.modeling import model_folder
+        from pipelines.prediction.export import check_target, export_onnx
+
+        check_target(args.out_dir)  # before the model loads: a read-only or non-empty OUT is one line now
+        model_folder.check(args.model, "--model")
         card_path = Path(args.model) / "task_card.yaml"
         sample = read_sample(args, load_card(card_path) if card_path.is_file() else None)
-        from pipelines.prediction.export import export_onnx
-
         info = export_onnx(args.model, args.out_dir, args.int8, sample)
     except CardtuneError as err:
         return fail(err)

@@ -20,23 +20,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from pipelines.cli._common import configure_logging, fail, set_offline
-from pipelines.cli._options import negative_values, one_line_errors, whole_number
+from pipelines.cli._options import encoding_name, negative_values, one_line_errors, whole_number
 
 if TYPE_CHECKING:  # the real import waits until the offline switches are set
     from pipelines.prediction.stream import PredictSummary
 
 
 _positive = whole_number(1)
-
-
-def _encoding(text: str) -> str:
-    import codecs
-
-    try:
-        codecs.lookup(text)
-    except LookupError:
-        raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, cp949, latin-1)") from None
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair-column", help="second text column, for sentence-pair models")
     p.add_argument("--label-column", help="gold labels in the input: also report accuracy / MCC / F1")
     p.add_argument("--sep", help="input delimiter (default: tab for .tsv/.tab, comma otherwise; '\\t' for tab)")
-    p.add_argument("--encoding", default="utf-8-sig", type=_encoding,
+    p.add_argument("--encoding", default="utf-8-sig", type=encoding_name,
                    help="input encoding (default: UTF-8 with or without BOM)")
     p.add_argument("--batch-size", type=_positive, default=64, help="rows per forward pass (default 64)")
     p.add_argument("--chunk-size", type=_positive, default=4096,

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 from typing import TYPE_CHECKING
 
 from pipelines.cli._common import configure_logging, fail, redact, set_offline, token_flag, token_flag_error
-from pipelines.cli._options import negative_values, one_line_errors, resume_command
+from pipelines.cli._options import joined_lists, negative_values, one_line_errors, resume_command
 
 if TYPE_CHECKING:  # the real imports wait until the offline switches are set
     from transformers import HfArgumentParser, TrainingArguments
@@ -103,6 +104,7 @@ def parse(card: TaskCard, argv: list[str]) -> tuple[RunArgs, TrainingArguments]:
 def main(argv: list[str] | None = None) -> int:
     """Train on a task card (`cardtune-train`); returns the exit code."""
     argv = negative_values(list(sys.argv[1:] if argv is None else argv))
+    argv = joined_lists(argv, ("--report_to", "--report-to"))
     try:
         known = early_flags(argv)
     except SystemExit as exit_:  # one line already printed
@@ -167,6 +169,10 @@ def listing_of(known: argparse.Namespace, argv: list[str]) -> str | None:
 
 def interrupted(err: KeyboardInterrupt, argv: list[str]) -> str:
     """Where a Ctrl-C stopped the run and how to continue it."""
+    if getattr(err, "db", None) is not None:  # a search, between or inside trials
+        return (f"interrupted: {err.finished} of {err.total} trials are finished and kept in {err.db} (the one "
+                f"running is marked failed); continue the search with the same command: "
+                f"`python pipelines/cli/run.py {shlex.join(a for a in argv if a != '--resume')}`")
     if getattr(err, "step", None) is None:  # not inside trainer.train: nothing to resume from
         return "interrupted: no new outputs were published (an earlier complete run, if any, is unchanged)"
     stopped = f"interrupted at step {err.step} of {err.max_steps} (epoch {err.epoch:.2f})"

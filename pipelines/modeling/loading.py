@@ -17,7 +17,7 @@ from transformers import (
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
-from pipelines.modeling import offline, pooled_classifier
+from pipelines.modeling import model_folder, offline, pooled_classifier
 from pipelines.modeling.heads import HEADS
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def _damaged(err: Exception) -> str | None:
 def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenizerBase:
     """Load the (fast) tokenizer of a model id or directory."""
     path = resolve(name)
+    model_folder.check(path, "model")
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=not online)
     except (OSError, ValueError) as err:
@@ -78,6 +79,7 @@ def load_model(
 ) -> nn.Module:
     """A sequence classifier whose config carries the card's label names."""
     path = resolve(name)
+    model_folder.check(path, "model", tokenizer=False)  # load_tokenizer checks the tokenizer files
     labels = {"num_labels": len(card.labels), "id2label": card.id2label,
               "label2id": {label: i for i, label in card.id2label.items()}}
     build = functools.partial(_classifier, path, labels, online, head=head, head_hidden=head_hidden, dropout=dropout)
@@ -119,6 +121,7 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerB
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path} is not a saved model directory (no config.json); pass the --output-dir of a run")
+    model_folder.check(path, "model")
     tokenizer = load_tokenizer(str(path))
     try:
         if pooled_classifier.is_custom(path):

@@ -8,7 +8,6 @@ behind the choices (`--int8` runs ONNX Runtime's dynamic int8; PyTorch's stays f
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -18,25 +17,22 @@ import numpy as np
 import torch
 
 from pipelines.errors import ModelError
+from pipelines.modeling import model_folder
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8", "bf16"]
-ONNX_FILE = "model.onnx"  # the name optimum's ORTModel looks for, too
-EXPORT_INFO = "export.json"
+ONNX_FILE, EXPORT_INFO = model_folder.ONNX_FILE, model_folder.EXPORT_INFO
 
 
 def is_onnx_export(folder: Path) -> bool:
     """A folder written by `scripts/export.py --onnx` (an ONNX graph beside config and tokenizer)."""
-    return (folder / ONNX_FILE).is_file()
+    return model_folder.is_export(folder)
 
 
 def onnx_precision(folder: Path) -> Precision:
-    """The precision an export was written in (recorded in export.json; fp32 if absent)."""
-    try:
-        return json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8")).get("precision", "fp32")
-    except (OSError, ValueError):
-        return "fp32"
+    """The precision an export was written in, from export.json (missing or damaged: a `ModelError`)."""
+    return model_folder.export_precision(folder)
 
 
 def cpu_flags() -> set[str]:
@@ -104,7 +100,12 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         # Spinning workers hold a core while waiting; on a shared machine that core is someone's.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ORT raises its own types (InvalidProtobuf, Fail, ...)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ModelError(f"cannot load {graph}: the ONNX graph is damaged or unreadable ({type(err).__name__}: "
+                             f"{first}); copy the export again, or export again with scripts/export.py") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.precision = precision
         self.device = torch.device("cpu")

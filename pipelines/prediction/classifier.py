@@ -14,6 +14,7 @@ from pipelines.card.cards import load_card
 from pipelines.data import features
 from pipelines.errors import ModelError
 from pipelines.evaluation import metrics
+from pipelines.modeling import model_folder
 from pipelines.modeling.loading import load_tokenizer, load_trained
 from pipelines.prediction import backends
 from pipelines.prediction.backends import OnnxRunner, Precision, TorchRunner
@@ -37,6 +38,7 @@ class Classifier:
         self.path = Path(model_dir)
         run_lock.refuse_if_busy(self.path, "predicting with it")
         self.run_id = run_id.verify(self.path)  # a folder mixing two runs' files (a publish cut short) is refused
+        model_folder.check(self.path, "--model")  # tokenizer files, weights, an export's description
         self.graph: dict | None = None  # the recipe of a graph built here at load time (int8)
         if backends.is_onnx_export(self.path):
             self.runner = self._onnx_runner(device, precision, threads)

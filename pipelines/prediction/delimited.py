@@ -21,10 +21,36 @@ TSV_SUFFIXES = (".tsv", ".tab")
 
 
 def sep_for(path: Path, sep: str | None = None) -> str:
-    """The delimiter: `sep` if given (`\\t` and `tab` mean a tab), else tab for .tsv/.tab, else comma."""
+    """The delimiter: `sep` if given (`\\t` and `tab` mean a tab), else tab for .tsv/.tab, comma for
+    .csv, and for any other name (NSMC's `ratings_test.txt`) what the header line is separated by."""
     if sep:
         return "\t" if sep in ("\\t", "tab", "\t") else sep
-    return "\t" if path.suffix.lower() in TSV_SUFFIXES else ","
+    suffix = path.suffix.lower()
+    if suffix in TSV_SUFFIXES or suffix == ".csv":
+        return "\t" if suffix in TSV_SUFFIXES else ","
+    try:
+        with open(path, "rb") as fh:
+            header = fh.readline(1 << 16)
+    except OSError:
+        return ","
+    return "\t" if header.count(b"\t") > header.count(b",") else ","
+
+
+# A delimiter that `sep_for` may have missed, as --sep spells it
+_OTHER_SEPS = {"\t": "'\\t'", ";": "';'", "|": "'|'"}
+
+
+def check_columns(path: Path, header: list[str], wanted: list[str], hint: str) -> None:
+    """A one-line `DataError` naming the columns of `wanted` that `header` lacks; when the header
+    reads as one column holding another delimiter, the `--sep` that reads it."""
+    missing = [c for c in wanted if c not in header]
+    if not missing:
+        return
+    found = [sep for sep in _OTHER_SEPS if len(header) == 1 and sep in header[0]]
+    if found:
+        hint = f"the header is separated by {_OTHER_SEPS[found[0]]!s}: pass --sep {_OTHER_SEPS[found[0]]}"
+    names = ", ".join(map(repr, missing))
+    raise DataError(f"{path}: no column {names}; the file has columns {header}; {hint}")
 
 
 def describe_encoding(encoding: str) -> str:
@@ -94,9 +120,10 @@ def _guarded(path: Path, encoding: str, seen: int, read, sep: str = ","):
         raise DataError(f"{path}: not a well-formed delimited file ({first}); check --sep and quoting") from None
 
 
-def to_text(rows: list[list[str]], sep: str, first_row: int = 1, columns: tuple[str, ...] = ()) -> str:
-    """Rows as delimited text; TSV is written without quoting, the way it was read. `first_row` and
-    `columns` only name the culprit when a cell cannot be written."""
+def to_text(rows: list[list[str]], sep: str, first_row: int = 1, columns: tuple[str, ...] = (),
+            where: Path | None = None) -> str:
+    """Rows as delimited text; TSV is written without quoting, the way it was read. `first_row`,
+    `columns` and `where` (the input file) only name the culprit when a cell cannot be written."""
     buf = io.StringIO()
     if sep == "\t":
         writer = csv.writer(buf, delimiter=sep, quoting=csv.QUOTE_NONE, quotechar=None, lineterminator="\n")
@@ -107,7 +134,8 @@ def to_text(rows: list[list[str]], sep: str, first_row: int = 1, columns: tuple[
     except csv.Error:
         row, col = _unwritable(rows, sep)
         name = f" `{columns[col]}`" if col < len(columns) else ""
-        raise DataError(f"data row {first_row + row}: column{name} holds a tab or a line break, which TSV output "
+        file = f"{where}: " if where else ""
+        raise DataError(f"{file}data row {first_row + row}: column{name} holds a tab or a line break, which TSV output "
                         "cannot keep; write a .csv output instead, or remove it from the input") from None
     return buf.getvalue()
 

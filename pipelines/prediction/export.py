@@ -9,45 +9,115 @@ the one optimum's `ORTModelForSequenceClassification` reads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipelines import filesystem
 from pipelines.errors import ModelError
 from pipelines.prediction import backends
 from pipelines.prediction.backends import EXPORT_INFO, ONNX_FILE
 from pipelines.prediction.classifier import Classifier
 from pipelines.prediction.onnx_graph import write_graph
 from pipelines.prediction.partial import write_json_atomic
+from pipelines.reporting import run_id
 
 log = logging.getLogger(__name__)
+
+WORK = ".export-"  # the hidden working folder of an export in progress: `.export-PID` (+ `.NAME` beside OUT)
+
+
+def check_target(out_dir: str | Path) -> Path:
+    """Before any work: OUT must be new (or an empty folder) on a disk we can write to."""
+    target = Path(out_dir)
+    filesystem.check_output_dir(target, "OUT")
+    if target.is_dir() and any(p for p in target.iterdir() if not _stale_work(p)):
+        raise ModelError(f"{target} exists and is not empty; export into a new folder")
+    return target
+
 
 def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool,
                 sample: tuple[list[str], list[str] | None]) -> dict[str, Any]:
     """Write the export folder (see the module docstring) and return what export.json holds.
 
-    `sample`: real texts (and pair texts) on which the export is compared with the PyTorch model."""
-    target = Path(out_dir)
-    if target.exists() and any(target.iterdir()):
-        raise ModelError(f"{target} exists and is not empty; export into a new folder")
+    `sample`: real texts (and pair texts) on which the export is compared with the PyTorch model.
+    The folder is built in a hidden working folder and appears complete or not at all; a working
+    folder left by a killed export is removed by the next one."""
+    target = check_target(out_dir)
     backends.import_onnxruntime()
     source = Classifier(model_dir, "cpu")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))  # renamed when complete
-    try:
-        info = _write(source, work, int8)
-        info["verification"] = verify(source, Classifier(work), sample)
-        write_json_atomic(work / EXPORT_INFO, info)
-        if target.exists():
-            target.rmdir()
-        work.rename(target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with filesystem.writing(target, "write the export", "nothing was exported"):
+        _remove_stale(target)
+        work = _work_folder(target)
+        try:
+            info = _write(source, work, int8)
+            run_id.seal(work, source.run_id, kind="export")  # the copied card and config name the source's run
+            info["verification"] = verify(source, Classifier(work), sample)
+            write_json_atomic(work / EXPORT_INFO, info)
+            run_id.seal(work, source.run_id, kind="export")
+            _move_into_place(work, target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return info
+
+
+def _work_folder(target: Path) -> Path:
+    """`.NAME.export-PID` beside a new OUT (renamed into place); inside an existing empty OUT (it may
+    be a mount point, where a rename from outside cannot land), `OUT/.export-PID`. Made with the
+    permissions a new folder gets (the umask), not mkdtemp's 0700."""
+    if target.is_dir():
+        work = target / f"{WORK}{os.getpid()}"
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = target.parent / f".{target.name}{WORK}{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    return work
+
+
+def _move_into_place(work: Path, target: Path) -> None:
+    if work.parent != target:
+        work.rename(target)
+        filesystem.fsync(target.parent)
+        return
+    last = run_id.MANIFEST  # until it is in, the folder reads as incomplete (or as a damaged export)
+    for item in sorted(work.iterdir(), key=lambda p: p.name == last):
+        os.replace(item, target / item.name)
+    work.rmdir()
+
+
+def _stale_work(path: Path) -> bool:
+    """A working folder of an export whose process is gone."""
+    match = re.search(re.escape(WORK) + r"(\d+)$", path.name)
+    if not (match and path.is_dir() and path.name.startswith(".")):
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _remove_stale(target: Path) -> None:
+    """Working folders of killed exports into `target` (beside it and inside it)."""
+    places = [(target.parent, f".{target.name}{WORK}*"), (target, f"{WORK}*")]
+    for folder, pattern in places:
+        with contextlib.suppress(OSError):
+            for stale in folder.glob(pattern):
+                if _stale_work(stale):
+                    log.info("removing %s, left by an export that was killed", stale)
+                    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write(source: Classifier, folder: Path, int8: bool) -> dict[str, Any]:

@@ -64,10 +64,7 @@ def resolve(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -
     text_columns = text_columns_of(clf, opts)
     for names, hint in ((text_columns, "name the text column(s) with --text-column / --text-pair-column"),
                         ([opts.label_column] if opts.label_column else [], "check --label-column")):
-        missing = [c for c in names if c not in columns]
-        if missing:
-            names = ", ".join(map(repr, missing))
-            raise DataError(f"{source}: no column {names}; the file has columns {columns}; {hint}")
+        tables.check_columns(source, columns, list(names), hint)
     if opts.max_length and opts.max_length > clf.token_limit():
         raise ModelError(f"--max-length {opts.max_length} is more than the model in {clf.path} takes "
                          f"({clf.token_limit()} tokens); pass at most {clf.token_limit()}")

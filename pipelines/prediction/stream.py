@@ -98,14 +98,18 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
         for dealt in shards.rounds(chunks, group.size):
             if threads is not None:
                 threads.update()
-            _round(group, clf, plan, dealt, out, tally, consumed)
+            _round(group, clf, plan, dealt, out, tally, consumed, source)
             if out is not None:
                 progress.update(tally.rows)
         consumed.check(at_end=True)
     except Exception as err:
-        if out is None or not filesystem.is_write_failure(err):
+        if out is None:
             raise
-        raise _write_failure(err, out) from None
+        if filesystem.is_write_failure(err):
+            raise _write_failure(err, out) from None
+        if isinstance(err, DataError):  # the input stops it: keep what --resume can use, not a header-only file
+            out.salvage()
+        raise
     finally:
         progress.close()
         if out is not None:
@@ -119,12 +123,12 @@ def _predict(group: shards.Group, model_dir: str | Path, source: Path, target: P
 
 
 def _round(group: shards.Group, clf: Classifier, plan: Plan, dealt: list[pd.DataFrame], out: PartialOutput | None,
-           tally: Tally, consumed: ConsumedRows) -> None:
+           tally: Tally, consumed: ConsumedRows, source: Path) -> None:
     """One chunk per process: each scores its own, the main process writes them all in input order."""
     for frame in dealt:
         consumed.add(frame)
     mine = dealt[group.rank] if group.rank < len(dealt) else None
-    pieces = group.gather(None if mine is None else _score_chunk(clf, mine, plan))
+    pieces = group.gather(None if mine is None else _score_chunk(clf, mine, plan, source))
     if out is not None:
         for text, part in filter(None, pieces):  # in rank order, which is input order
             out.write(text)
@@ -186,11 +190,12 @@ def _text_problem(values: tuple, columns: tuple[str, ...]) -> str:
     return ""
 
 
-def _score_chunk(clf: Classifier, frame: pd.DataFrame, plan: Plan) -> tuple[str, Tally]:
+def _score_chunk(clf: Classifier, frame: pd.DataFrame, plan: Plan, source: Path) -> tuple[str, Tally]:
     """One chunk's output text and counts (what a process hands to the writer)."""
     tally = Tally(confusion=[[0] * len(clf.labels) for _ in clf.labels])
     first_row = int(frame.index[0]) + 1 if len(frame) else 1  # pandas numbers rows across chunks
-    return tables.to_text(_chunk_rows(clf, frame, plan, tally), plan.out_sep, first_row, plan.header), tally
+    rows = _chunk_rows(clf, frame, plan, tally)
+    return tables.to_text(rows, plan.out_sep, first_row, plan.header, where=source), tally
 
 
 def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: Plan, tally: Tally) -> list[list[str]]:

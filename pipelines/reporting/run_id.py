@@ -5,7 +5,9 @@ Each run gets a run id, written into metrics.json, run_config.json, config.json
 file of the run with its size and SHA-256. Publishing removes the previous run's metrics.json and
 run.json first and moves the new ones in last, so at any moment the folder is the previous
 complete run, the new complete run, or visibly incomplete (no metrics.json). `verify` is what
-push.py, predict.py and the model card check before trusting a folder.
+push.py, predict.py and the model card check before trusting a folder; it covers the files that
+are published or used, not the reports for people (`staging.NOTES`) a user may annotate. An export
+folder (scripts/export.py) carries a manifest of its own kind, with the run id of its source.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ def card_header(run_id: str) -> str:
     return f"{CARD_HEADER}{run_id}\n"
 
 
-def seal(stage: Path) -> str:
-    """Write `run.json` for the files staged in `stage`: the run id of the staged metrics.json,
-    each file's size and SHA-256. Files are made readable like any other output (0644 under the
-    usual umask: safetensors writes 0600) and synced, so the manifest never precedes its files."""
-    run_id = json.loads((stage / METRICS).read_text(encoding="utf-8")).get("run_id") or new_run_id()
+def seal(stage: Path, run_id: str | None = None, kind: str = "run") -> str | None:
+    """Write `run.json` for the files staged in `stage`: the run id (of the staged metrics.json
+    unless given), each file's size and SHA-256. Files are made readable like any other output
+    (0644 under the usual umask: safetensors writes 0600) and synced, so the manifest never precedes
+    its files. `kind`: "run", or "export" for a folder of scripts/export.py (which carries the run
+    id of the run it was exported from, or None)."""
+    if kind == "run":
+        run_id = json.loads((stage / METRICS).read_text(encoding="utf-8")).get("run_id") or new_run_id()
     mode = _file_mode()
     files = {}
     for item in sorted(p for p in stage.iterdir() if p.is_file() and p.name != MANIFEST):
@@ -56,7 +61,8 @@ def seal(stage: Path) -> str:
         filesystem.fsync(item)
         files[item.name] = {"bytes": item.stat().st_size, "sha256": sha256(item)}
     manifest = stage / MANIFEST
-    manifest.write_text(json.dumps({"run_id": run_id, "files": files}, indent=2) + "\n", encoding="utf-8")
+    record = {"run_id": run_id, "files": files} if kind == "run" else {"run_id": run_id, "kind": kind, "files": files}
+    manifest.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.chmod(manifest, mode)
     filesystem.fsync(manifest)
     return run_id
@@ -80,8 +86,15 @@ def verify(out: Path, hashes: bool = True) -> str | None:
         return None
     run_id = manifest.get("run_id")
     files = manifest.get("files") or {}
+    from pipelines.reporting.staging import NOTES
+
     for name, record in files.items():
+        if name in NOTES:
+            continue
         problem = _file_problem(out / name, record, hashes)
+        if problem and manifest.get("kind") == "export":
+            raise MixedRunError(f"{out} is a damaged export ({name} {problem.replace('the run', 'the export')}): "
+                                "copy it again, or export again with scripts/export.py")
         if problem:
             raise _mixed(out, f"{name} {problem}")
     stray = [n for n in _run_artefacts(out) if n not in files]
@@ -138,9 +151,9 @@ def _file_problem(path: Path, record: dict[str, Any], hashes: bool) -> str | Non
 
 def _run_artefacts(out: Path) -> list[str]:
     """Files in `out` that a run publishes (so a stale one is noticed), checkpoints and hidden files aside."""
-    from pipelines.reporting.staging import ARTEFACTS
+    from pipelines.reporting.staging import ARTEFACTS, NOTES
 
-    known = {*ARTEFACTS, "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+    known = {*ARTEFACTS, "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} - NOTES
     return sorted(p.name for p in out.iterdir() if p.is_file() and p.name in known)
 
 

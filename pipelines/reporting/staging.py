@@ -19,6 +19,10 @@ ARTEFACTS = (
     *(f"{kind}_{split}.{ext}" for kind in ("confusion", "per_class") for split in ("validation", "test")
       for ext in ("csv", "png")),
 )
+# Reports for people that nothing reads back (not pushed, not used by predict.py or the model card): a
+# note added by hand must not make the folder untrusted, so `run_id.verify` leaves them out.
+NOTES = frozenset({"summary.md", "epochs.csv", "test_predictions.csv",
+                   *(a for a in ARTEFACTS if a.startswith(("confusion_", "per_class_")))})
 
 
 def staging_dir(output_dir: Path) -> Path:

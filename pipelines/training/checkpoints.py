@@ -23,7 +23,9 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import rotate_checkpoints
 
+from pipelines import filesystem
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.filesystem import WriteError, is_write_failure, sha256
@@ -32,6 +34,7 @@ from pipelines.training.options import RunArgs
 log = logging.getLogger(__name__)
 
 RECORD = "cardtune_checkpoint.json"
+SAVING = ".staging-checkpoint"  # a checkpoint being saved; renamed to checkpoint-N once recorded
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Card keys that only describe the task; changing them changes no result.
 CARD_NOTES = ("description", "recommended_model", "license")
@@ -71,30 +74,77 @@ def fingerprint(card: TaskCard, run: RunArgs, args: TrainingArguments, splits: d
 
 
 def save_sealed(trainer: Trainer, save: Callable[[], None]) -> None:
-    """Run the Trainer's checkpoint save, then record it; a save that fails leaves no half checkpoint."""
-    folder = Path(trainer._get_output_dir(None)) / f"checkpoint-{trainer.state.global_step}"
+    """Run the Trainer's checkpoint save into a hidden folder, record it there, then rename it into
+    place: `checkpoint-N` appears with its record in one step (a kill at any moment leaves the
+    previous checkpoints and, at worst, a hidden `.staging-checkpoint` the next save removes). Older
+    checkpoints are rotated out only after that. A save that fails leaves no half checkpoint."""
+    run_dir = Path(trainer._get_output_dir(None))
+    folder = run_dir / f"checkpoint-{trainer.state.global_step}"
+    staged = run_dir / SAVING / folder.name
     try:
-        save()
         if trainer.args.should_save:
-            seal(folder, getattr(trainer, "cardtune_fingerprint", None) or {})
+            shutil.rmtree(run_dir / SAVING, ignore_errors=True)
+        trainer.cardtune_saving = True
+        try:
+            save()
+        finally:
+            trainer.cardtune_saving = False
+        state = trainer.state
+        moved = state.best_model_checkpoint and Path(state.best_model_checkpoint).parent == run_dir / SAVING
+        if moved:  # the Trainer names the folder it wrote; the checkpoint's name is the one it will have
+            state.best_model_checkpoint = str(folder)
+        _barrier()  # every process has written its files (rng_state_<rank>.pth) before the rename
+        if trainer.args.should_save:
+            if moved:
+                state.save_to_json(str(staged / "trainer_state.json"))
+            seal(staged, getattr(trainer, "cardtune_fingerprint", None) or {},
+                 getattr(trainer, "cardtune_session", None))
+            if folder.exists():  # the same step saved again (a resumed run): the new save replaces it
+                shutil.rmtree(folder)
+            os.rename(staged, folder)
+            (run_dir / SAVING).rmdir()
+            filesystem.fsync(run_dir)
+            rotate_checkpoints(str(run_dir), trainer.args.save_total_limit, state.best_model_checkpoint)
     except BaseException as err:
         if trainer.args.should_save:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(run_dir / SAVING, ignore_errors=True)
         if isinstance(err, Exception) and is_write_failure(err):
             done = last_complete(folder.parent)
-            after = (f"{done.name} is complete: continue with --resume" if done else "no checkpoint is complete")
-            raise WriteError.of(err, folder, f"save {folder.name}", after + " once there is room") from None
+            after = (f"{done.name} is complete: once there is room, continue with --resume" if done else
+                     "no checkpoint is complete yet: once there is room, rerun the same command")
+            raise WriteError.of(err, folder, f"save {folder.name}", after) from None
         raise
 
 
-def seal(folder: Path, fp: dict[str, Any]) -> None:
-    """Write the record of a complete checkpoint (atomically, after every file is on disk)."""
+def output_dir(trainer: Trainer, run_dir: str) -> str:
+    """Where the Trainer writes: the hidden staging folder while `save_sealed` saves a checkpoint."""
+    return str(Path(run_dir) / SAVING) if getattr(trainer, "cardtune_saving", False) else run_dir
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def seal(folder: Path, fp: dict[str, Any], session: str | None = None) -> None:
+    """Write the record of a complete checkpoint (atomically, after every file is on disk);
+    `session`: the run's TensorBoard folder, which a resumed run continues."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(RECORD)):
         files[str(path.relative_to(folder))] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
     tmp = folder / f"{RECORD}.tmp"
-    tmp.write_text(json.dumps({"fingerprint": fp, "files": files}, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps({"fingerprint": fp, "files": files, "session": session}, indent=1), encoding="utf-8")
     os.replace(tmp, folder / RECORD)
+
+
+def session(folder: str | Path) -> str | None:
+    """The TensorBoard folder recorded in a checkpoint (None when it has none)."""
+    try:
+        return json.loads((Path(folder) / RECORD).read_text(encoding="utf-8")).get("session")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def problem(folder: Path) -> str | None:

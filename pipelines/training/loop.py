@@ -98,8 +98,11 @@ def train(
     run = run or RunArgs()
     trainer = build_trainer(card, args, splits, model, tokenizer, run, [EpochTimer()])
     trainer.cardtune_fingerprint = checkpoints.fingerprint(card, run, args, splits, loading.resolve(run.model))
+    resume_from = _checkpoint(args, trainer) if run.resume else None
+    if resume_from:
+        tracking.resume(trainer, checkpoints.session(resume_from), int(resume_from.rsplit("-", 1)[1]))
     try:
-        output = trainer.train(resume_from_checkpoint=_checkpoint(args, trainer) if run.resume else None)
+        output = trainer.train(resume_from_checkpoint=resume_from)
     except KeyboardInterrupt:
         raise checkpoints.interrupted(trainer) from None
     history = list(trainer.state.log_history)

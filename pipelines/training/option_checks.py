@@ -12,7 +12,7 @@ from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
-from pipelines.modeling import loading, offline
+from pipelines.modeling import loading, model_folder, offline
 from pipelines.training.options import RunArgs
 
 # option -> (lowest, highest, lowest included, highest included); None: no bound
@@ -58,7 +58,61 @@ def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]
     if args.max_steps == -1 and not args.num_train_epochs > 0:
         raise CardtuneError(f"{_source('num_train_epochs', card, argv)} {args.num_train_epochs}: expected a number "
                             "of epochs above 0 (or set --max_steps)")
+    parse_seeds(run.seeds, _source("seeds", card, argv))
+    from pipelines import hub
+
+    hub.refuse_token(args.hub_model_id)  # published or not, it lands in run_config.json and the trackers
+    args.report_to = check_report_to(args.report_to, _source("report_to", card, argv))
+    if run.search is not None:
+        from pipelines.training import search
+
+        search.check_ready(card, run)
+    if run.model and Path(run.model).is_dir():  # a local folder: complete, or one line now rather than a bad run
+        model_folder.check(run.model, "--model")
     _check_length(card, run, argv)
+
+
+def parse_seeds(spec: str | None, source: str = "--seeds") -> list[int]:
+    """'1,2,3' -> [1, 2, 3]: distinct seeds, each in the range of `--seed`."""
+    if not spec:
+        return []
+    low, high = int(RANGES["seed"][0]), int(RANGES["seed"][1])
+    try:
+        seeds = [int(s) for s in str(spec).split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or not all(low <= s <= high for s in seeds):
+        raise CardtuneError(f"{source} '{spec}': expected distinct whole numbers from {low} to {high} separated by "
+                            "commas, e.g. 1,2,3")
+    return seeds
+
+
+def check_report_to(report_to: str | list[str] | None, source: str = "--report_to") -> list[str]:
+    """The backends of `--report_to` (a comma list, or several values) as a list; a name transformers
+    does not know is one line with the closest known name; a missing package, the install command."""
+    import difflib
+
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    from pipelines.training import tracking
+
+    values = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [n.strip() for v in values for n in str(v).replace(" ", ",").split(",") if n.strip()]
+    known = sorted(INTEGRATION_TO_CALLBACK)
+    if names in (["none"], []):
+        return []
+    if names == ["all"]:
+        from transformers.integrations import get_available_reporting_integrations
+
+        return get_available_reporting_integrations()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known + ["none", "all"], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise CardtuneError(f"{source} {name!r} is not a tracking backend: {hint}expected a comma-separated list "
+                                f"of {', '.join(known)} (or all, none)")
+    tracking.check_backends(names)
+    return list(dict.fromkeys(names))
 
 
 def _out_of_range(value: Any, low: float | None, high: float | None, low_in: bool, high_in: bool) -> str | None:

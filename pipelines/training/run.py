@@ -20,7 +20,6 @@ from pipelines.card.cards import TaskCard
 from pipelines.data import cache, features, label_coverage
 from pipelines.data.loading import LoadedData, load_splits
 from pipelines.data.readers import column
-from pipelines.errors import CardtuneError
 from pipelines.evaluation import probe
 from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
@@ -28,7 +27,7 @@ from pipelines.modeling.heads import DEFAULT_HEAD as HEADS_BY_POOLING
 from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
-from pipelines.training import checkpoints, search, tracking, warm_start
+from pipelines.training import checkpoints, option_checks, search, tracking, warm_start
 from pipelines.training.loop import train
 from pipelines.training.options import RunArgs
 
@@ -37,10 +36,8 @@ log = logging.getLogger(__name__)
 
 def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
     """Train `card` as configured; returns the contents of metrics.json (empty on non-main ranks)."""
-    tracking.check_backends(args.report_to)
     if run.search is not None:
         search.check_ready(card, run)
-    parse_seeds(run.seeds)  # a bad list is an error before any work
     threads = hardware.configure_threads(run.threads)
     choice = offline.choose(run.model, card.language)
     log.info("model %s (%s)", choice.name, choice.reason)
@@ -78,16 +75,8 @@ def default_head(choice: offline.ModelChoice, online: bool) -> str:
 
 
 def parse_seeds(spec: str | None) -> list[int]:
-    """'1,2,3' -> [1, 2, 3]."""
-    if not spec:
-        return []
-    try:
-        seeds = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise CardtuneError(f"--seeds '{spec}': expected distinct whole numbers separated by commas, e.g. 1,2,3")
-    return seeds
+    """'1,2,3' -> [1, 2, 3] (checked with every other option before any work: option_checks)."""
+    return option_checks.parse_seeds(spec)
 
 
 @dataclasses.dataclass

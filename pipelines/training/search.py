@@ -35,6 +35,7 @@ import transformers
 from transformers import PreTrainedTokenizerBase, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
+from pipelines import filesystem
 from pipelines.card.cards import TaskCard
 from pipelines.card.keys import setting_types
 from pipelines.card.search_space import Param, resolve
@@ -51,6 +52,14 @@ log = logging.getLogger(__name__)
 
 DB = "search.db"
 STUDY = "cardtune"
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the trials of a search: the finished trials are kept in the study."""
+
+    def __init__(self, finished: int, total: int, db: Path) -> None:
+        super().__init__(f"search interrupted after {finished} of {total} trials")
+        self.finished, self.total, self.db = finished, total, db
 
 
 def make_pruner() -> Any:
@@ -116,8 +125,17 @@ def open_study(out: Path, card: TaskCard, space: dict[str, Param], seed: int) ->
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # cardtune logs each trial itself
     out.mkdir(parents=True, exist_ok=True)
     direction = "maximize" if METRICS[card.select_by].higher_is_better else "minimize"
-    study = optuna.create_study(storage=f"sqlite:///{out / DB}", study_name=STUDY, direction=direction,
-                                pruner=make_pruner(), load_if_exists=True)
+    try:
+        study = optuna.create_study(storage=f"sqlite:///{out / DB}", study_name=STUDY, direction=direction,
+                                    pruner=make_pruner(), load_if_exists=True)
+        study.trials  # noqa: B018 - reads every table now, so a damaged file fails here and not mid-search
+    except Exception as err:  # noqa: BLE001 - sqlalchemy, sqlite3 and optuna each raise their own types
+        if isinstance(err, OSError):
+            raise filesystem.WriteError.of(err, out, f"open the search study {DB}") from None
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CardtuneError(f"{out / DB} cannot be read as a search study ({type(err).__name__}: {first}): it is "
+                            "damaged or not cardtune's; move it aside or delete it to start the search over, or "
+                            "pass another --output-dir") from None
     fingerprint = {"task": card.name, "select_by": card.select_by,
                    "space": {name: dataclasses.asdict(p) for name, p in space.items()}}
     old = study.user_attrs.get("fingerprint")
@@ -174,13 +192,16 @@ def run_search(
         log.info("search: %d trial(s) to run of %d over %s; study %s", todo, run.search,
                  "; ".join(p.describe() for p in space.values()), out / DB)
     started = time.monotonic()
-    for done in range(todo):
-        trial = study.ask() if main else None
-        plan = share(_plan(trial, space, args.seed) if main else None)
-        if main:
-            _log_start(study, plan, card.select_by, done, todo, time.monotonic() - started)
-        work = functools.partial(run_trial, card, run, args, feats, tokenizer, build_model, plan, trial)
-        _run_and_record(study, trial, plan, card.select_by, work)
+    try:
+        for done in range(todo):
+            trial = study.ask() if main else None
+            plan = share(_plan(trial, space, args.seed) if main else None)
+            if main:
+                _log_start(study, plan, card.select_by, done, todo, time.monotonic() - started)
+            work = functools.partial(run_trial, card, run, args, feats, tokenizer, build_model, plan, trial)
+            _run_and_record(study, trial, plan, card.select_by, work)
+    except KeyboardInterrupt:
+        raise SearchInterrupted(len(finished(study)) if main else 0, run.search, out / DB) from None
     summary = search_report.write_report(study, out, card, space) if main else {}
     best = share(summary.get("best"))
     if run.search_final and best:

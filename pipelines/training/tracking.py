@@ -2,7 +2,7 @@
 
 cardtune adds: a check before any work that the named backend's package is installed (one line with
 the install command otherwise); a run name from the card, model and seed; a TensorBoard folder per
-run name (`OUT/runs/<run name>`), so that a resumed run continues the same curves; and, after
+run (`OUT/runs/<run name>/<session>`), which a resumed run continues without repeating a step; and, after
 training, the card and run configuration as hyperparameters with the final metrics of the restored
 best checkpoint (`final/validation_mcc`, ...) for the local-first backends, TensorBoard and trackio.
 MLflow and W&B get the run name and what the Trainer itself logs (arguments, per-epoch metrics).
@@ -15,6 +15,7 @@ import enum
 import importlib.util
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from transformers.integrations import TensorBoardCallback
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.modeling import offline
+from pipelines.reporting.run_id import new_run_id
 from pipelines.training.options import RunArgs
 
 log = logging.getLogger(__name__)
@@ -79,12 +81,54 @@ def tags(card: TaskCard, run: RunArgs, args: TrainingArguments) -> list[str]:
 
 
 def configure(trainer: Trainer) -> None:
-    """TensorBoard writes to OUT/runs/<run name> (not a folder named after the clock), so a resumed run
-    adds to its own curves; TENSORBOARD_LOGGING_DIR, when set, still wins."""
+    """TensorBoard writes to OUT/runs/<run name>/<session>: a folder per run, so two runs of the same
+    name never share curves; `resume` points a resumed run back at its own folder. The folder is
+    recorded in each checkpoint (`trainer.cardtune_session`). TENSORBOARD_LOGGING_DIR, when set, still wins."""
     args = trainer.args
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None and args.run_name:
-            callback.logging_dir = str(Path(args.output_dir) / "runs" / args.run_name)
+    for callback in _tensorboard(trainer):
+        if callback.logging_dir is None and args.run_name:
+            trainer.cardtune_session = f"runs/{args.run_name}/{new_run_id()}"
+            callback.logging_dir = str(Path(args.output_dir) / trainer.cardtune_session)
+
+
+def resume(trainer: Trainer, session: str | None, step: int) -> None:
+    """A resumed run continues the TensorBoard folder of the run it resumes (`session`, from the
+    checkpoint), without the events that run logged after the checkpoint's `step`: the resumed run
+    logs those steps again, and each step is in the curves once."""
+    if not session:
+        return
+    for callback in _tensorboard(trainer):
+        folder = Path(trainer.args.output_dir) / session
+        if getattr(trainer, "cardtune_session", None) is not None and folder.is_dir():
+            trainer.cardtune_session = session
+            callback.logging_dir = str(folder)
+            _drop_events_after(folder, step)
+
+
+def _tensorboard(trainer: Trainer) -> list[TensorBoardCallback]:
+    return [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TensorBoardCallback)]
+
+
+def _drop_events_after(folder: Path, step: int) -> None:
+    """Rewrite each event file of `folder` without its events past `step` (each file replaced whole)."""
+    import tempfile
+
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        events = list(EventFileLoader(str(path)).Load())
+        kept = [e for e in events if e.step <= step or e.HasField("file_version")]
+        if len(kept) == len(events):
+            continue
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cut-", delete=False) as fh:
+            writer = RecordWriter(fh)
+            for event in kept:
+                writer.write(event.SerializeToString())
+            fh.flush()
+        os.replace(fh.name, path)
+        log.info("TensorBoard: %d event(s) past step %d of the interrupted run dropped from %s",
+                 len(events) - len(kept), step, path.name)
 
 
 def hyperparameters(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
@@ -136,8 +180,7 @@ def log_final(trainer: Trainer, card: TaskCard, run: RunArgs, splits: dict[str, 
 def _to_tensorboard(trainer: Trainer, hparams: dict[str, Any], final: dict[str, float]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    folders = [cb.logging_dir for cb in trainer.callback_handler.callbacks
-               if isinstance(cb, TensorBoardCallback) and cb.logging_dir]
+    folders = [cb.logging_dir for cb in _tensorboard(trainer) if cb.logging_dir]
     if folders:
         # run_name=".": the HParams entry joins the run's own folder instead of a timestamped subfolder.
         with SummaryWriter(folders[0]) as writer:

@@ -61,8 +61,11 @@ class CardtuneTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _save_checkpoint(self, model, trial):
-        # A checkpoint counts only once recorded complete; a failed save leaves no half folder.
+        # A checkpoint appears with its record or not at all; a failed save leaves no half folder.
         checkpoints.save_sealed(self, lambda: super(CardtuneTrainer, self)._save_checkpoint(model, trial))
+
+    def _get_output_dir(self, trial):
+        return checkpoints.output_dir(self, super()._get_output_dir(trial))
 
     def create_optimizer(self, model=None):
         if self._lr_decay == 1.0 or self.optimizer is not None:

@@ -8,6 +8,7 @@ missing package is a one-line `ModelError` with the exact `pip install` command.
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import zipfile
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import filesystem
 from pipelines.errors import ModelError
 from pipelines.modeling.offline import model_cache, packaged_zip
 
@@ -150,7 +152,14 @@ def resolve(name: str) -> str:
     try:
         version = model.source_version()
         path = model_cache.prepare(f"{model.name}-{version}", f"{model.recipe} ({version})", model.build)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except OSError as err:
+        if err.errno == errno.EROFS and err.filename is None:  # model_cache: read-only and nothing usable in it
+            raise ModelError(f"cannot use offline model '{model.name}' from {model_cache.models_dir()}: "
+                             f"{err.strerror}") from None
+        raise ModelError(f"cannot prepare offline model '{model.name}' in {model_cache.models_dir()}: "
+                         f"{filesystem.reason(err, model_cache.models_dir())} (CARDTUNE_CACHE moves the cache; "
+                         f"a damaged package: `{model.install}`)") from None
+    except (ValueError, zipfile.BadZipFile) as err:
         # Usually disk space or a read-only cache; a damaged package install is the other cause.
         raise ModelError(f"cannot prepare offline model '{model.name}' in {model_cache.models_dir()}: {err} "
                          f"(CARDTUNE_CACHE moves the cache; a damaged package: `{model.install}`)") from None

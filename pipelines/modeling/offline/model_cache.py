@@ -17,6 +17,7 @@ to loading it) and again whenever a file's size, mtime or inode changed since.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -113,16 +114,24 @@ def check(folder: Path, recipe: str, full: bool | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path, what: str) -> Iterator[None]:
-    """An exclusive flock on `lock_path`; says so when another process holds it."""
-    with open(lock_path, "a+") as fh:
+def _locked(lock_path: Path, what: str) -> Iterator[bool]:
+    """An exclusive flock on `lock_path`; says so when another process holds it. Yields False, without
+    a lock, in a cache nobody can write to (a shared read-only copy): nothing can change there."""
+    try:
+        fh = open(lock_path, "a+")
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        yield False
+        return
+    with fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info("waiting for another process that is preparing %s", what)
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
@@ -143,10 +152,13 @@ def prepare(key: str, recipe: str, build: Callable[[Path], None], root: Path | N
     root = root or models_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / key
-    with _locked(root / f".{key}.lock", key):
+    with _locked(root / f".{key}.lock", key) as writable:
         problem = check(target, recipe)
         if problem is None:
             return target
+        if not writable:
+            raise OSError(errno.EROFS, f"the cache is read-only and its copy of {key} is not usable ({problem}); "
+                                       "set CARDTUNE_CACHE to a writable folder")
         if target.exists() or target.is_symlink():
             log.warning("cached model %s: %s; preparing it again", target, problem)
             _discard(target)
