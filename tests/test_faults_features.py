@@ -22,7 +22,7 @@ from pipelines.reporting import run_id
 from scripts import export as export_script
 from scripts import predict as predict_script
 from scripts import push as push_script
-from scripts.run import main as run_main
+from pipelines.cli.run import main as run_main
 
 pytest.importorskip("onnxruntime")
 
@@ -196,7 +196,7 @@ def test_full_disk_during_export_is_one_line_and_leaves_nothing(toy, tmp_path, m
 KILL_AT_VERIFY = ("import os, signal, sys\n"
                   "from pipelines.prediction import export\n"
                   "export.verify = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
-                  "from scripts.export import main\n"
+                  "from pipelines.cli.export import main\n"
                   "sys.exit(main(sys.argv[1:]))")
 
 
@@ -404,7 +404,7 @@ KILL_AT_SEAL = ("import os, signal, sys\n"
                 "        os.kill(os.getpid(), signal.SIGKILL)\n"
                 "    return real(folder, *a, **k)\n"
                 "checkpoints.seal = seal\n"
-                "from scripts.run import main\n"
+                "from pipelines.cli.run import main\n"
                 "sys.exit(main(sys.argv[1:]))")
 
 
