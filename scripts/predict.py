@@ -65,9 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--fp32", action="store_true", help="fp32 everywhere (default: bf16 on CPUs with AMX)")
     precision.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CPUs with AMX)")
     precision.add_argument("--int8", action="store_true",
-                           help="dynamic int8 in ONNX Runtime on the CPU (needs cardtune[onnx]): fast, but 1-3%% of "
-                                "labels differ from fp32 on our models (README)")
+                           help="int8 in ONNX Runtime on the CPU (needs cardtune[onnx]); rows int8 is unsure of are "
+                                "re-scored in fp32 to meet --agreement (docs/int8.md)")
+    p.add_argument("--agreement", type=_share, default=0.995,
+                   help="with --int8: re-score in fp32 enough rows to keep the fp32 label on this share of rows, "
+                        "as calibrated on the run's validation texts (default 0.995; 0: int8 alone)")
     return p
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (e.g. 0.995), got {text!r}")
+    return value
 
 
 def report(summary: PredictSummary) -> str:
@@ -82,6 +95,9 @@ def report(summary: PredictSummary) -> str:
         f"truncated at {summary.max_length} tokens: {t.truncated} rows; "
         f"errors: {sum(t.errors.values())} rows ({errors})",
     ]
+    if t.rescored:
+        share = 100 * t.rescored / max(1, t.predicted)
+        lines.append(f"re-scored in fp32 (int8 unsure): {t.rescored} rows ({share:.1f}%)")
     if summary.metrics is not None:
         scored = sum(map(sum, t.confusion))
         scores = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         sep=args.sep, encoding=args.encoding, max_length=args.max_length, batch_size=args.batch_size,
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
         precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto",
-        threads=args.threads,
+        threads=args.threads, agreement=args.agreement,
         adapt_threads=not args.threads,
     )
     try:

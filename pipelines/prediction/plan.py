@@ -35,6 +35,7 @@ class PredictOptions:
     device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
     precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
     backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
+    agreement: float = 0.995  # int8: re-score in fp32 the rows needed to agree with fp32 on this share; 0: none
     threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
     adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
