@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-probs", action="store_true", help="leave out the per-label probability columns")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the rows already written")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--ddp-timeout", type=_positive, default=None,
+                   help="launched runs: seconds a process waits for the others before it stops (default 180; "
+                        "raise it when one chunk takes a process longer)")
     p.add_argument("--threads", type=_positive,
                    help="CPU threads (default: the cores other jobs leave free, checked every chunk)")
     precision = p.add_mutually_exclusive_group()
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
         precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto",
         threads=args.threads, agreement=args.agreement,
+        **({"ddp_timeout": args.ddp_timeout} if args.ddp_timeout else {}),
         adapt_threads=not args.threads,
     )
     try:
@@ -144,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted: the rows done are kept in {args.output}.partial; rerun the same command with "
                   "--resume to continue", file=sys.stderr)
         return 130
+    except Exception as err:
+        from pipelines import distributed
+
+        lost = distributed.lost_peer(err, options.ddp_timeout, f"the rounds done are kept in {args.output}.partial "
+                                     "on machine 0; once every machine is up again, rerun the same command on each "
+                                     "with --resume")
+        if lost is None:
+            raise
+        return fail(lost)  # on whichever process survives: it may not be the main one
     if summary is not None:  # None on the other processes of a launched run
         print(report(summary))
     return 0

@@ -64,7 +64,7 @@ def predict_file(
         raise DataError(f"input file {source} not found")
     if target.resolve() == source.resolve():
         raise DataError(f"--output {target} is the input file; write the predictions to another file")
-    group = shards.Group.from_env()
+    group = shards.Group.from_env(opts.ddp_timeout)
     try:
         return _predict(group, model_dir, source, target, opts)
     finally:
