@@ -149,12 +149,14 @@ class Classifier:
         if not first:
             return np.zeros((0, len(self.labels))), np.zeros(0, dtype=bool)
         enc = self._encoded(first, second, max_length, truncation)
-        probs = self._probs_of(self.runner, enc, np.arange(len(first)), batch_size)
+        probs, padded = self._probs_of(self.runner, enc, np.arange(len(first)), batch_size)
         if self.cascade is not None:
             unsure = np.flatnonzero(cascade.margins(probs, self.sigmoid) < self.cascade.threshold.threshold)
-            if unsure.size:
-                probs[unsure] = self._probs_of(self.cascade.fp32, enc, unsure, batch_size)
-                self.rescored += int(unsure.size)
+            # Each row again at the padded length of its batch: what an fp32 run of the chunk computes.
+            for length in np.unique(padded[unsure]):
+                rows = unsure[padded[unsure] == length]
+                probs[rows] = self._probs_of(self.cascade.fp32, enc, rows, batch_size, int(length))[0]
+            self.rescored += int(unsure.size)
         return probs, np.asarray(enc["truncated"], dtype=bool)
 
     def _encoded(self, first: list[str], second: list[str] | None, max_length: int | None = None,
@@ -165,25 +167,32 @@ class Classifier:
 
     def _probs(self, runner, first: list[str], second: list[str] | None) -> np.ndarray:
         """Probabilities of `runner` on texts, with the card's limits (calibration)."""
-        return self._probs_of(runner, self._encoded(first, second), np.arange(len(first)), 64)
+        return self._probs_of(runner, self._encoded(first, second), np.arange(len(first)), 64)[0]
 
-    def _probs_of(self, runner, enc: dict, rows: np.ndarray, batch_size: int) -> np.ndarray:
-        """Probabilities of the encoded `rows` (in that order), in batches of similar lengths.
+    def _probs_of(self, runner, enc: dict, rows: np.ndarray, batch_size: int,
+                  pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities of the encoded `rows` (in that order), in batches of similar lengths, and
+        the length each row was padded to (its batch's longest row, or `pad_to`).
 
-        A batch has at least MIN_BATCH rows (repeats fill it): on the CPU, PyTorch's fp32 result
-        for a row is the same bit for bit in any batch of 4 or more rows, whatever the padding,
-        but not in a batch of one or two, so re-scored rows match what an fp32 run writes."""
+        Bit for bit, PyTorch's fp32 result for a row on the CPU depends on the length its batch is
+        padded to, and in batches of one or two rows on the batch size too, but not on the other
+        rows: a re-scored row, padded as before in a batch of at least MIN_BATCH rows (repeats
+        fill it), gets the bytes an fp32 run writes (docs/int8.md)."""
         inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
         lengths = np.asarray(enc["length"])[rows]
         order = np.argsort(-lengths, kind="stable")  # similar lengths share a batch
         probs = np.zeros((len(rows), len(self.labels)))
+        padded = np.zeros(len(rows), dtype=np.int64)
+        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {}
         for start in range(0, len(order), batch_size):
             picked = order[start : start + batch_size]
             fill = np.concatenate([picked, np.repeat(picked[:1], max(0, MIN_BATCH - len(picked)))])
-            batch = self.tokenizer.pad({k: [v[i] for i in rows[fill]] for k, v in inputs.items()}, return_tensors="np")
+            batch = self.tokenizer.pad({k: [v[i] for i in rows[fill]] for k, v in inputs.items()}, return_tensors="np",
+                                       **padding)
             logits = runner(dict(batch))[: len(picked)]
             probs[picked] = 1 / (1 + np.exp(-logits)) if self.sigmoid else metrics.softmax(logits)
-        return probs
+            padded[picked] = batch["input_ids"].shape[1]
+        return probs, padded
 
 
 @dataclass(frozen=True)
