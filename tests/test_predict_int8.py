@@ -119,15 +119,17 @@ def test_threshold_is_the_smallest_with_a_conformal_bound_within_the_target():
         i = int(np.argmin(np.abs(margins - m)))
         agree[i] = False
     calibration = cascade.record(margins, agree, "test")
-    # (k + 1) / 1000 <= 0.005 allows k = 4 rows above the threshold: none re-scored
-    assert cascade.threshold_for(calibration, 0.995).threshold == 0.0
-    # <= 0.003: k = 2 may stay above: the threshold clears the two smallest-margin disagreements
-    t = cascade.threshold_for(calibration, 0.997)
-    assert margins[agree == 0][1] < t.threshold <= margins[agree == 0][2]
-    assert t.expected_agreement == pytest.approx(1 - 3 / 1000)
+    wrong = np.sort(margins[~agree])  # 0.01, 0.02, 0.05, 0.2
+    # (k + 1) / 1000 <= (1 - 0.99) / SHIFT = 0.005 allows k = 4 rows above the threshold: none re-scored
+    assert cascade.SHIFT == 2 and cascade.threshold_for(calibration, 0.99).threshold == 0.0
+    # <= 0.0025: k = 1 may stay above: the threshold clears every disagreement but the largest
+    t = cascade.threshold_for(calibration, 0.995)
+    assert wrong[2] < t.threshold <= wrong[3]
+    assert t.expected_agreement == pytest.approx(1 - 2 / 1000)
+    assert t.calibration_rescored == pytest.approx((margins < t.threshold).mean())
     # a target the rows cannot vouch for: every disagreement is re-scored, and the bound says less
     t = cascade.threshold_for(calibration, 0.9999)
-    assert t.threshold > margins[agree == 0].max() and t.expected_agreement == pytest.approx(0.999)
+    assert t.threshold > wrong.max() and t.expected_agreement == pytest.approx(0.999)
 
 
 def test_agreement_must_be_a_share(calibrated_model, rows_csv, tmp_path, capsys):

@@ -8,8 +8,9 @@ The threshold comes from an agreement target (`--agreement`, default 0.995) and 
 (the run's validation texts): on them, each row's int8 margin and whether int8 and fp32 agree.
 The threshold is the smallest one whose conformal bound on the share of rows that keep a
 different label, (k + 1) / (n + 1) with k calibration rows above the threshold that disagree,
-is within 1 - target (conformal risk control: the bound holds in expectation for new rows from
-the same distribution as the calibration rows). docs/int8.md has the measurements.
+is within (1 - target) / SHIFT (conformal risk control: with SHIFT 1 the bound holds in
+expectation for new rows from the same distribution as the calibration rows). docs/int8.md has
+the measurements, and why SHIFT is 2.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import numpy as np
 
 CALIBRATION_SOURCE = "validation_predictions.csv"  # written by scripts/run.py into the run folder
 DEFAULT_AGREEMENT = 0.995
+# Rows predicted are rarely distributed like a validation split: with the plain bound (SHIFT 1)
+# an SST-2 model calibrated on dev sentences kept fp32's label on 99.02% of held-out train phrases
+# against a 99.5% target; with half the allowance, 99.5% and more on both models (docs/int8.md).
+SHIFT = 2
 
 
 def margins(probs: np.ndarray, sigmoid: bool) -> np.ndarray:
@@ -77,7 +82,7 @@ class Threshold:
 
 
 def threshold_for(calibration: dict[str, Any], target: float) -> Threshold:
-    """The smallest threshold whose bound on disagreement is within 1 - `target` (see the module
+    """The smallest threshold whose bound on disagreement is within (1 - `target`) / SHIFT (see the module
     docstring). With too few rows for the target, every disagreeing calibration row is covered
     (the bound then falls short of the target; `expected_agreement` says by how much)."""
     m = np.asarray(calibration["margins"], dtype=np.float64)
@@ -85,7 +90,7 @@ def threshold_for(calibration: dict[str, Any], target: float) -> Threshold:
     n = len(m)
     # Candidate thresholds: 0 (no re-scoring) and just above each disagreeing row's margin.
     wrong = np.sort(m[~ok])[::-1]  # largest first
-    allowed = math.floor((1 - target) * (n + 1) - 1 + 1e-9)  # disagreeing rows that may stay above it
+    allowed = math.floor((1 - target) / SHIFT * (n + 1) - 1 + 1e-9)  # disagreeing rows that may stay above it
     if allowed >= len(wrong):
         cut = 0.0
     else:
