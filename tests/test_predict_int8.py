@@ -130,6 +130,9 @@ def test_threshold_is_the_smallest_with_a_conformal_bound_within_the_target():
     # a target the rows cannot vouch for: every disagreement is re-scored, and the bound says less
     t = cascade.threshold_for(calibration, 0.9999)
     assert t.threshold > wrong.max() and t.expected_agreement == pytest.approx(0.999)
+    # no disagreement at all: nothing to re-score, whatever the target
+    t = cascade.threshold_for(cascade.record(margins, np.ones(999, dtype=bool), "test"), 0.9999)
+    assert t.threshold == 0.0 and t.expected_agreement == pytest.approx(0.999)
 
 
 def test_agreement_must_be_a_share(calibrated_model, rows_csv, tmp_path, capsys):

@@ -91,7 +91,7 @@ def threshold_for(calibration: dict[str, Any], target: float) -> Threshold:
     # Candidate thresholds: 0 (no re-scoring) and just above each disagreeing row's margin.
     wrong = np.sort(m[~ok])[::-1]  # largest first
     allowed = math.floor((1 - target) / SHIFT * (n + 1) - 1 + 1e-9)  # disagreeing rows that may stay above it
-    if allowed >= len(wrong):
+    if allowed >= len(wrong) or not len(wrong):
         cut = 0.0
     else:
         cut = float(np.nextafter(wrong[max(allowed, 0)], np.inf))
