@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agreement", type=_share, default=0.995,
                    help="with --int8: re-score in fp32 enough rows to keep the fp32 label on this share of rows, "
                         "as calibrated on the run's validation texts (default 0.995; 0: int8 alone)")
+    p.add_argument("--calibration", help="with --int8: a CSV/TSV of texts (same text columns) to calibrate the "
+                                         "re-scoring on, for a model folder without validation_predictions.csv")
     return p
 
 
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         sep=args.sep, encoding=args.encoding, max_length=args.max_length, batch_size=args.batch_size,
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
         precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto",
-        threads=args.threads, agreement=args.agreement,
+        threads=args.threads, agreement=args.agreement, calibration=args.calibration,
         **({"ddp_timeout": args.ddp_timeout} if args.ddp_timeout else {}),
         adapt_threads=not args.threads,
     )

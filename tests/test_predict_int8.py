@@ -140,3 +140,16 @@ def test_agreement_must_be_a_share(calibrated_model, rows_csv, tmp_path, capsys)
                  "--int8", "--agreement", "99.5"])
     assert code == 2 and "expected a share between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_model_without_validation_texts_runs_int8_alone_or_calibrates_on_a_given_file(carded_model, rows_csv,
+                                                                                       tmp_path, caplog):
+    base = ["--model", str(carded_model), "--input", str(rows_csv), "--int8", "--output"]
+    with caplog.at_level(logging.WARNING):
+        assert main(base + [str(tmp_path / "alone.csv")]) == 0
+    assert "has no validation_predictions.csv" in caplog.text and _meta(tmp_path / "alone.csv")["cascade"] is None
+    texts = write_csv(tmp_path / "calib.csv", [{"text": r["text"]} for r in toy_rows(250, seed=9)])
+    assert main(base + [str(tmp_path / "calibrated.csv"), "--calibration", str(texts)]) == 0
+    meta = _meta(tmp_path / "calibrated.csv")["cascade"]
+    assert meta["calibration_rows"] == 250 and meta["calibration_source"] == str(texts)
+    assert main(base + [str(tmp_path / "x.csv"), "--calibration", str(tmp_path / "none.csv")]) == 2

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.errors import DataError
+
 CALIBRATION_SOURCE = "validation_predictions.csv"  # written by scripts/run.py into the run folder
 DEFAULT_AGREEMENT = 0.995
 # Rows predicted are rarely distributed like a validation split: with the plain bound (SHIFT 1)
@@ -56,6 +58,42 @@ def calibration_texts(model_dir: Path, text_columns: tuple[str, ...] | list[str]
         rows = [r for r in csv.DictReader(fh) if all((r.get(c) or "").strip() for c in text_columns)]
     first = [r[text_columns[0]] for r in rows]
     return first, [r[text_columns[1]] for r in rows] if len(text_columns) == 2 else None
+
+
+@dataclass(frozen=True)
+class CalibrationFile:
+    """A CSV/TSV of texts to calibrate on (`predict.py --calibration`), for models whose folder has
+    no validation texts; `columns`: its text column(s), default the card's."""
+
+    path: Path
+    columns: tuple[str, ...] | None = None
+    encoding: str = "utf-8-sig"
+
+    def texts(self, card: Any) -> tuple[list[str], list[str] | None]:
+        from pipelines.prediction import delimited as tables
+
+        columns = self.columns or (tuple(card.text_columns) if card is not None else None)
+        if not columns:
+            raise DataError(f"--calibration {self.path}: the model has no task_card.yaml; name the text column "
+                            "with --text-column")
+        if not self.path.is_file():
+            raise DataError(f"--calibration {self.path} not found")
+        sep = tables.sep_for(self.path)
+        header = tables.read_columns(self.path, sep, self.encoding)
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataError(f"--calibration {self.path}: no column {', '.join(map(repr, missing))}; the file has "
+                            f"columns {header}")
+        rows = [t for frame in tables.chunks(self.path, sep, self.encoding, 4096)
+                for t in zip(*(frame[c].tolist() for c in columns)) if all(isinstance(v, str) and v.strip() for v in t)]
+        return [t[0] for t in rows], [t[1] for t in rows] if len(columns) == 2 else None
+
+    def digest(self) -> str:
+        from pipelines.filesystem import sha256
+
+        if not self.path.is_file():
+            raise DataError(f"--calibration {self.path} not found")
+        return sha256(self.path) + ":" + ",".join(self.columns or ())
 
 
 def record(int8_margins: np.ndarray, agreeing: np.ndarray, source: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ class Classifier:
     (torch's is process-wide and set by the caller)."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, precision: Precision = "fp32",
-                 threads: int | None = None, backend: str = "auto", agreement: float | None = None) -> None:
+                 threads: int | None = None, backend: str = "auto", agreement: float | None = None,
+                 calibration: cascade.CalibrationFile | None = None) -> None:
         self.path = Path(model_dir)
         run_lock.refuse_if_busy(self.path, "predicting with it")
         self.run_id = run_id.verify(self.path)  # a folder mixing two runs' files (a publish cut short) is refused
@@ -51,7 +52,7 @@ class Classifier:
             self.config = model.config
             self._labels()
             if precision == "int8" and backend != "torch":
-                self.runner = self._int8_graph(model, device, threads, agreement)
+                self.runner = self._int8_graph(model, device, threads, agreement, calibration)
             else:
                 device = device or ("cpu" if precision == "int8" else None)  # int8 kernels are CPU kernels
                 self.runner = TorchRunner(self._to_device(model, device), self.device, precision)
@@ -94,9 +95,10 @@ class Classifier:
         return OnnxRunner(self.path / backends.ONNX_FILE, exported, threads)
 
     def _int8_graph(self, model: torch.nn.Module, device: str | None, threads: int | None,
-                    agreement: float | None) -> OnnxRunner:
+                    agreement: float | None, calibration_file: cascade.CalibrationFile | None) -> OnnxRunner:
         """The int8 graph from cardtune's cache (built and calibrated on first use), run in ONNX
-        Runtime; with an agreement target, the fp32 model stays loaded to re-score unsure rows."""
+        Runtime; with an agreement target, the fp32 model stays loaded to re-score unsure rows.
+        Calibration rows: `calibration_file`, else the run's validation texts."""
         if device not in (None, "cpu"):
             raise ModelError(f"--int8 runs on the CPU (ONNX Runtime); drop --device {device}")
         backends.import_onnxruntime()
@@ -104,19 +106,24 @@ class Classifier:
 
         self.device = torch.device("cpu")
         fp32 = TorchRunner(model, self.device, "fp32")
-        texts = cascade.calibration_texts(self.path, self.card.text_columns) if self.card else ([], None)
+        recipe = onnx_graph.recipe()
+        if calibration_file is not None:
+            texts, source = calibration_file.texts(self.card), str(calibration_file.path)
+            recipe = {**recipe, "calibration": calibration_file.digest()}  # another file: another entry
+        else:
+            texts = cascade.calibration_texts(self.path, self.card.text_columns) if self.card else ([], None)
+            source = f"{cascade.CALIBRATION_SOURCE} of the model folder"
 
         def build(path: Path) -> dict | None:
-            onnx_graph.write_graph(model, self.tokenizer, path, int8=True,
-                                   calibration=self._encoded(*texts) if texts[0] else None)
+            onnx_graph.write_graph(model, self.tokenizer, path, int8=True)
             if not texts[0]:
                 return None
             int8 = self._probs(OnnxRunner(path, "int8", threads), *texts)
             reference = self._probs(fp32, *texts)
             return cascade.record(cascade.margins(int8, self.sigmoid), cascade.agree(int8, reference, self.sigmoid),
-                                  f"{cascade.CALIBRATION_SOURCE} of the model folder")
+                                  source)
 
-        folder, calibration, self.graph_build_s = graph_cache.cached_graph(self.path, onnx_graph.recipe(), build)
+        folder, calibration, self.graph_build_s = graph_cache.cached_graph(self.path, recipe, build)
         self.graph = onnx_graph.recipe()
         if agreement:
             if calibration is None:

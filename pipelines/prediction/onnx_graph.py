@@ -41,12 +41,9 @@ def recipe() -> dict[str, Any]:
     return {**RECIPE, "quantization": QUANTIZATION}
 
 
-def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, int8: bool,
-                calibration: dict | None = None) -> dict[str, Any]:
+def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, int8: bool) -> dict[str, Any]:
     """Export `model` (on the CPU) to `path`; with `int8`, quantize its matrix products. Returns
-    the graph's description (inputs, output, dynamic axes, opset) for export.json.
-
-    `calibration`: encoded texts (features.encode) for a static recipe's activation ranges."""
+    the graph's description (inputs, output, dynamic axes, opset) for export.json."""
     names = [n for n in tokenizer.model_input_names if n in INPUTS]
     example = tokenizer(["a short one", "and a somewhat longer second example"], padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}

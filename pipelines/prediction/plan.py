@@ -37,6 +37,7 @@ class PredictOptions:
     precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
     backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
     agreement: float = 0.995  # int8: re-score in fp32 the rows needed to agree with fp32 on this share; 0: none
+    calibration: str | None = None  # int8: texts to calibrate on (default: the run's validation_predictions.csv)
     threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
     ddp_timeout: float = COLLECTIVE_TIMEOUT_S  # seconds a launched run's processes wait for each other

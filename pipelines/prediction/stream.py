@@ -21,6 +21,7 @@ from pipelines.errors import DataError
 from pipelines.evaluation import metrics
 from pipelines.prediction import backends, shards
 from pipelines.prediction import delimited as tables
+from pipelines.prediction.cascade import CalibrationFile
 from pipelines.prediction.classifier import Classifier
 from pipelines.prediction.consumed import ConsumedRows
 from pipelines.prediction.partial import PartialOutput, write_meta
@@ -147,8 +148,12 @@ def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions
         precision = "fp32"  # an export runs in the precision it was exported in
     # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
     # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
+    calibration = None
+    if opts.calibration:
+        columns = (opts.text_column, opts.text_pair_column) if opts.text_pair_column else (opts.text_column,)
+        calibration = CalibrationFile(Path(opts.calibration), columns if opts.text_column else None, opts.encoding)
     return Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend,
-                      opts.agreement or None)
+                      opts.agreement or None, calibration)
 
 
 def _finished(summary: PredictSummary, clf: Classifier, plan: Plan) -> PredictSummary:
