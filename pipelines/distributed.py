@@ -2,8 +2,11 @@
 
 A peer that dies closes its connections, and gloo fails the collective at once; a peer that stops
 answering (SIGSTOP, a frozen machine, a network partition) is only noticed when the collective
-times out. cardtune's timeout is COLLECTIVE_TIMEOUT_S (torch's default is 30 minutes): training
-sets it with `--ddp_timeout`, prediction with `--ddp-timeout`. A collective waits for the slowest
+times out. DDP's gradient all-reduce over gloo did not time out at all here (a SIGSTOPped peer
+held the other process for minutes with a 20 s timeout), so training also runs a `Watchdog`:
+no progress within the timeout ends the process with the same one line. cardtune's timeout is
+COLLECTIVE_TIMEOUT_S (torch's default is 30 minutes): training sets it with `--ddp_timeout`,
+prediction with `--ddp-timeout`. A collective waits for the slowest
 process's share of work (a prediction round: one chunk each), so raise it for a model that takes
 longer than that per chunk, or give it smaller chunks.
 """
@@ -11,6 +14,10 @@ longer than that per chunk, or give it smaller chunks.
 from __future__ import annotations
 
 import datetime
+import os
+import sys
+import threading
+import time
 
 from pipelines.errors import CardtuneError
 
@@ -53,3 +60,32 @@ def lost_peer(err: BaseException, seconds: float, resume: str) -> PeerLost | Non
     else:
         return None
     return PeerLost(f"{what}; {resume}")
+
+
+class Watchdog:
+    """Ends this process (one line, exit code 2) when `beat` has not been called for `seconds`:
+    for the waits that no collective timeout ends (DDP's all-reduce over gloo)."""
+
+    def __init__(self, seconds: float, resume: str) -> None:
+        self.seconds, self.resume = seconds, resume
+        self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="cardtune-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self.last = time.monotonic()
+        self._thread.start()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(5.0, self.seconds / 4)):
+            if time.monotonic() - self.last > self.seconds:
+                print(f"error: another process of the run stopped answering (no progress within --ddp_timeout "
+                      f"{self.seconds:g} s: stopped, frozen or cut off from the network); {self.resume}",
+                      file=sys.stderr, flush=True)
+                os._exit(2)  # the main thread is stuck in a collective: no orderly way out

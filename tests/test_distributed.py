@@ -124,6 +124,16 @@ def _finish(started, seconds=300):
     return [(proc.returncode, log.read_text(encoding="utf-8", errors="replace")) for proc, log in started]
 
 
+def _wait_or_kill(started, seconds):
+    """Machine 0's launcher ends within `seconds`; else every process is killed (none outlives the test)."""
+    try:
+        started[0][0].wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        for proc, _ in started:
+            os.killpg(proc.pid, 9)
+        raise AssertionError(f"machine 0 still running {seconds} s after its peer was lost") from None
+
+
 def _error_lines(text):
     return [line for line in text.splitlines() if line.startswith("error: ")]
 
@@ -178,7 +188,7 @@ def test_a_lost_machine_ends_prediction_with_one_line_and_it_resumes(carded_mode
     victim = _worker(started[1][0].pid)
     os.kill(victim, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
     lost_at = time.monotonic()
-    started[0][0].wait(timeout=240)
+    _wait_or_kill(started, 240)
     assert time.monotonic() - lost_at < 120  # 20 s of timeout, plus start-up of nothing: well under 5 minutes
     if how == "stopped":
         os.kill(victim, signal.SIGKILL)
@@ -213,7 +223,7 @@ def test_a_lost_machine_ends_training_with_one_line_and_nothing_complete(toy_tas
     victim = _worker(started[1][0].pid)
     os.kill(victim, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
     lost_at = time.monotonic()
-    started[0][0].wait(timeout=240)
+    _wait_or_kill(started, 240)
     assert time.monotonic() - lost_at < 120
     if how == "stopped":
         os.kill(victim, signal.SIGKILL)
