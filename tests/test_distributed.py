@@ -216,7 +216,7 @@ def test_a_lost_machine_ends_training_with_one_line_and_nothing_complete(toy_tas
     import time
 
     outs = [tmp_path / "m0", tmp_path / "m1"]
-    args = _train_args(toy_task, tiny_model, ["--num_train_epochs", "400", "--ddp_timeout", "20",
+    args = _train_args(toy_task, tiny_model, ["--num_train_epochs", "5000", "--ddp_timeout", "20",
                                               "--save_strategy", "no", "--eval_strategy", "no"])
     started = _machines(args, outs, _free_port(), tmp_path)
     _wait_for(started[0][1], "train: step", started[0][0])
