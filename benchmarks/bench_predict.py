@@ -7,12 +7,19 @@
 Every way predicts the same files, each run in a child process of its own (`_bench_predict_ways`),
 in `--rounds` interleaved rounds (the load drifts on a shared machine); the figures are medians.
 Files: the first `--rows` sentences of SST-2 train (10,000 and 20,000 by default) with the SST-2
-model, and CoLA `in_domain_dev` with the CoLA model. Per way: rows/s, its ratio to the pipeline
-(at its best batch size, chosen on the first `--calibration-rows` rows) and to cardtune fp32,
-labels identical to fp32 and the largest probability difference, peak RSS. `--processes 2x1`
+model, the first of them also with the CoLA model, and CoLA `in_domain_dev` with the CoLA model.
+Per way: rows/s inside the process (model loading left out) and for the whole process (start-up,
+loading, the int8 graph), the whole-process ratio to the pipeline (at its best batch size, chosen
+on the first `--calibration-rows` rows) and to cardtune fp32, labels identical to fp32 and the
+largest probability difference, the share of rows int8 re-scored in fp32, peak RSS. int8's graph
+cache is the benchmark's own: before the rounds, each model's first int8 call (which builds the
+graph) is timed as a whole process; the rounds then load it. Agreement means most on rows that
+neither the model nor its calibration (its run's validation split) has seen: point --sst2 and
+--cola at such rows (CoLA `in_domain_dev` is the CoLA card's validation split). `--processes 2x1`
 runs `accelerate launch --multi_gpu --num_processes 2` with 1 thread each, on the first file.
 `--memory` adds the flat-memory check (peak RSS on `--big-rows` rows against `--small-rows`).
 Without trained models the offline model gets a seeded head: fine for speed, not for agreement.
+The CPU's features (avx2, avx512, vnni, amx) come first: int8's gain depends on them.
 Prints figures; asserts nothing.
 """
 
@@ -113,12 +120,17 @@ def launch(way: str, model: Path, source: Path, out: Path, threads: str, batch_s
         command = [sys.executable, *child]
     for stale in out.parent.glob(out.name + ".bench-*.json"):
         stale.unlink()
+    start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env={k: v for k, v in env.items() if v})
+    seconds = time.perf_counter() - start
     results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(out.parent.glob(out.name + ".bench-*.json"))]
     if done.returncode != 0 or len(results) != processes:
         raise SystemExit(f"{way} on {source.name} failed:\n{done.stderr[-3000:]}")
-    return {"rows_per_s": next(r["rows_per_s"] for r in results if r["rank"] == 0),
-            "peak_rss_mb": sum(r["peak_rss_mb"] for r in results)}
+    main = next(r for r in results if r["rank"] == 0)
+    rows = sum(1 for _ in open(source, encoding="utf-8")) - 1
+    return {"rows_per_s": main["rows_per_s"], "process_rows_per_s": rows / seconds, "process_s": seconds,
+            "peak_rss_mb": sum(r["peak_rss_mb"] for r in results), "cascade": main.get("cascade"),
+            "graph_build_s": main.get("graph_build_s")}
 
 
 def export_fp32(model: Path, sample: Path, folder: Path) -> tuple[Path, float]:
@@ -149,6 +161,9 @@ def files(args, tmp: Path) -> list[tuple[str, Path, Path]]:
     for n in (int(r) for r in args.rows.split(",") if r):
         made[f"sst2-{n // 1000}k" if n % 1000 == 0 else f"sst2-{n}"] = (write_rows(tmp / f"sst2_{n}.csv", sst2, n),
                                                                          sst2_model)
+    if args.cola_model and made:
+        name, (source, _) = next(iter(made.items()))
+        made[f"{name}/cola-model"] = (source, Path(args.cola_model))  # the issue's figure: SST-2 rows, CoLA model
     if args.cola:
         cola = tsv_rows(Path(args.cola), columns=(3, 1), header=False)
         cola_model = Path(args.cola_model) if args.cola_model else sst2_model
@@ -168,17 +183,45 @@ def run_round(args, table: list, tmp: Path, exported: dict, pipeline_bs: int) ->
                 runs += [(w, threads, int(procs)) for w in ("fp32", "int8") if w in selected]
         for way, threads, procs in runs:
             label = way if (threads, procs) == (args.threads, 1) else f"{way} {procs}x{threads}"
-            out = tmp / f"out_{name}_{label.replace(' ', '_')}.csv"
+            out = tmp / f"out_{name.replace('/', '_')}_{label.replace(' ', '_')}.csv"
             target = exported.get((model, way), model)
             figures = launch(way, target, source, out, threads, pipeline_bs if way == "pipeline" else args.batch_size,
                              args, procs)
-            reference = tmp / f"out_{name}_fp32.csv"
+            reference = tmp / f"out_{name.replace('/', '_')}_fp32.csv"
             same, rows, diff = ways.compare(reference, out) if "fp32" in selected else (0, 0, 0)
             table.append({"file": name, "way": label, "rows": rows, "same": same, "diff": diff, **figures})
-            print(f"  {name:<9} {label:<14} {figures['rows_per_s']:8.1f} rows/s  peak RSS "
-                  f"{figures['peak_rss_mb']:6.0f} MB  labels = fp32 {same}/{rows}  max |dp| {diff:.1e}"
+            rescored = f"  re-scored {figures['cascade']['share_rescored']:.1%}" if figures.get("cascade") else ""
+            print(f"  {name:<9} {label:<14} {figures['rows_per_s']:8.1f} rows/s ({figures['process_rows_per_s']:6.1f} "
+                  f"whole process)  peak RSS {figures['peak_rss_mb']:6.0f} MB  labels = fp32 {same}/{rows}  "
+                  f"max |dp| {diff:.1e}{rescored}"
                   f"{'  (same bytes as fp32)' if label != 'fp32' and _same_bytes(reference, out) else ''}",
                   flush=True)
+
+
+def cpu_features() -> str:
+    """The CPU's model and the features int8 and bf16 speed depend on, from /proc/cpuinfo."""
+    from pipelines.prediction.backends import cpu_flags
+
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        name = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = "unknown CPU"
+    flags = cpu_flags()
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"]
+    return f"{name}: " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
+
+
+def first_calls(args, tmp: Path) -> None:
+    """Each model's first int8 call (it builds and calibrates the graph) and second (it loads it),
+    timed as whole processes on the first file."""
+    _, source, _ = args.files[0]
+    for model in dict.fromkeys(model for _, _, model in args.files):
+        figures = [launch("int8", model, source, tmp / f"first_{i}.csv", args.threads, args.batch_size, args)
+                   for i in range(2)]
+        print(f"int8 graph of {model}: first call {figures[0]['process_s']:.1f} s as a whole process (build "
+              f"{figures[0]['graph_build_s'] or 0:.1f} s), second {figures[1]['process_s']:.1f} s (cached: "
+              f"{'built again!' if figures[1]['graph_build_s'] else 'loaded'})", flush=True)
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -191,17 +234,21 @@ def summarize(table: list, pipeline_bs: int) -> None:
         runs = [r for r in table if r["file"] == name]
         median = {w: statistics.median(r["rows_per_s"] for r in runs if r["way"] == w)
                   for w in dict.fromkeys(r["way"] for r in runs)}
-        print(f"\n{name} ({runs[0]['rows']} rows; medians of {sum(r['way'] == runs[0]['way'] for r in runs)} rounds)")
-        print("| way | rows/s | x pipeline | x fp32 | labels = fp32 | max prob. diff | peak RSS |")
-        print("|---|---|---|---|---|---|---|")
+        whole = {w: statistics.median(r["process_rows_per_s"] for r in runs if r["way"] == w) for w in median}
+        print(f"\n{name} ({runs[0]['rows']} rows; medians of {sum(r['way'] == runs[0]['way'] for r in runs)} rounds; "
+              "ratios of whole processes)")
+        print("| way | rows/s in process | rows/s whole process | x pipeline | x fp32 | labels = fp32 | re-scored "
+              "in fp32 | max prob. diff | peak RSS |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for way, rate in median.items():
             last = [r for r in runs if r["way"] == way][-1]
-            vs_pipe = f"{rate / median['pipeline']:.2f}x" if "pipeline" in median else "-"
-            vs_fp32 = f"{rate / median['fp32']:.2f}x" if "fp32" in median else "-"
+            vs_pipe = f"{whole[way] / whole['pipeline']:.2f}x" if "pipeline" in whole else "-"
+            vs_fp32 = f"{whole[way] / whole['fp32']:.2f}x" if "fp32" in whole else "-"
             agree = f"{100 * last['same'] / last['rows']:.2f}%" if last["rows"] else "-"
+            rescored = f"{last['cascade']['share_rescored']:.1%}" if last.get("cascade") else "-"
             shown = f"pipeline (batch {pipeline_bs})" if way == "pipeline" else way
-            print(f"| {shown} | {rate:.1f} | {vs_pipe} | {vs_fp32} | {agree} | {last['diff']:.1e} | "
-                  f"{last['peak_rss_mb']:.0f} MB |")
+            print(f"| {shown} | {rate:.1f} | {whole[way]:.1f} | {vs_pipe} | {vs_fp32} | {agree} | {rescored} | "
+                  f"{last['diff']:.1e} | {last['peak_rss_mb']:.0f} MB |")
 
 
 def memory(args, tmp: Path) -> None:
@@ -240,10 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
     print(f"machine   {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, threads per way {args.threads}"
           f"{', one core kept busy by a spinning process' if hog else ''}", flush=True)
+    print(f"cpu       {cpu_features()}", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp_name:
             tmp = Path(tmp_name)
+            os.environ["CARDTUNE_CACHE"] = str(tmp / "cache")  # the children's: a first int8 call builds
             args.files = files(args, tmp)
+            if any(w in args.ways.split(",") for w in ("int8", "int8-plain")):
+                first_calls(args, tmp)
             exported = {}
             for _, source, model in args.files:
                 if "onnx-fp32" in args.ways.split(",") and (model, "onnx-fp32") not in exported:

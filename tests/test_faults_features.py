@@ -18,11 +18,11 @@ import pytest
 from conftest import ROOT, make_toy_task, read_json, toy_rows, write_csv
 from faultkit import LEARNS, can_mount, child_env, in_namespace, one_error, run_argv, sh
 
+from pipelines.cli.run import main as run_main
 from pipelines.reporting import run_id
 from scripts import export as export_script
 from scripts import predict as predict_script
 from scripts import push as push_script
-from pipelines.cli.run import main as run_main
 
 pytest.importorskip("onnxruntime")
 
@@ -463,7 +463,7 @@ def test_each_run_gets_its_tensorboard_folder_and_a_resume_logs_no_step_twice(to
 
 @pytest.mark.skipif(not can_mount(), reason="cannot mount a read-only folder here (no user namespaces)")
 def test_a_read_only_model_cache_with_a_complete_model_is_used(tmp_path):
-    from pipelines.modeling import model_cache
+    from pipelines.modeling.offline import model_cache
 
     root = tmp_path / "models"
 
@@ -471,7 +471,7 @@ def test_a_read_only_model_cache_with_a_complete_model_is_used(tmp_path):
         (folder / "config.json").write_text('{"model_type": "bert"}')
 
     target = model_cache.prepare("toy-1", "recipe 1", build, root)
-    use = ("import sys; from pipelines.modeling import model_cache\n"
+    use = ("import sys; from pipelines.modeling.offline import model_cache\n"
            "def build(folder): raise SystemExit('no building in a read-only cache')\n"
            "try:\n    print(model_cache.prepare('toy-1', 'recipe 1', build, model_cache.Path(sys.argv[1])))\n"
            "except OSError as err:\n    print('error:', err.strerror)")

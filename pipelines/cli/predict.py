@@ -49,15 +49,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-probs", action="store_true", help="leave out the per-label probability columns")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the rows already written")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--ddp-timeout", type=_positive, default=None,
+                   help="launched runs: seconds a process waits for the others before it stops (default 180; "
+                        "raise it when one chunk takes a process longer)")
     p.add_argument("--threads", type=_positive,
                    help="CPU threads (default: the cores other jobs leave free, checked every chunk)")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp32", action="store_true", help="fp32 everywhere (default: bf16 on CPUs with AMX)")
     precision.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CPUs with AMX)")
     precision.add_argument("--int8", action="store_true",
-                           help="dynamic int8 in ONNX Runtime on the CPU (needs cardtune[onnx]): fast, but 1-3%% of "
-                                "labels differ from fp32 on our models (README)")
+                           help="int8 in ONNX Runtime on the CPU (needs cardtune[onnx]); rows int8 is unsure of are "
+                                "re-scored in fp32 to meet --agreement (docs/int8.md)")
+    p.add_argument("--agreement", type=_share, default=0.995,
+                   help="with --int8: re-score in fp32 enough rows to keep the fp32 label on this share of rows, "
+                        "as calibrated on the run's validation texts (default 0.995; 0: int8 alone)")
+    p.add_argument("--calibration", help="with --int8: a CSV/TSV of texts (same text columns) to calibrate the "
+                                         "re-scoring on, for a model folder without validation_predictions.csv")
     return p
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (e.g. 0.995), got {text!r}")
+    return value
 
 
 def report(summary: PredictSummary) -> str:
@@ -72,6 +90,9 @@ def report(summary: PredictSummary) -> str:
         f"truncated at {summary.max_length} tokens: {t.truncated} rows; "
         f"errors: {sum(t.errors.values())} rows ({errors})",
     ]
+    if t.rescored:
+        share = 100 * t.rescored / max(1, t.predicted)
+        lines.append(f"re-scored in fp32 (int8 unsure): {t.rescored} rows ({share:.1f}%)")
     if summary.metrics is not None:
         scored = sum(map(sum, t.confusion))
         scores = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
@@ -102,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         sep=args.sep, encoding=args.encoding, max_length=args.max_length, batch_size=args.batch_size,
         chunk_size=args.chunk_size, probs=not args.no_probs, resume=args.resume, device=args.device,
         precision="int8" if args.int8 else "bf16" if args.bf16 else "fp32" if args.fp32 else "auto",
-        threads=args.threads,
+        threads=args.threads, agreement=args.agreement, calibration=args.calibration,
+        **({"ddp_timeout": args.ddp_timeout} if args.ddp_timeout else {}),
         adapt_threads=not args.threads,
     )
     try:
@@ -118,6 +140,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted: the rows done are kept in {args.output}.partial; rerun the same command with "
                   "--resume to continue", file=sys.stderr)
         return 130
+    except Exception as err:
+        from pipelines import distributed
+
+        lost = distributed.lost_peer(err, options.ddp_timeout, f"the rounds done are kept in {args.output}.partial "
+                                     "on machine 0; once every machine is up again, rerun the same command on each "
+                                     "with --resume")
+        if lost is None:
+            raise
+        return fail(lost)  # on whichever process survives: it may not be the main one
     if summary is not None:  # None on the other processes of a launched run
         print(report(summary))
     return 0

@@ -150,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         print(redact(interrupted(err, argv)), file=sys.stderr)
         return 130
+    except Exception as err:
+        from pipelines import distributed
+
+        seconds = getattr(locals().get("training_args"), "ddp_timeout", distributed.COLLECTIVE_TIMEOUT_S)
+        lost = distributed.lost_peer(err, seconds, "nothing was published; once every machine is up again, rerun "
+                                     "the same command on each with --resume to continue from the last complete "
+                                     "checkpoint (docs/distributed.md)")
+        if lost is None:
+            raise
+        return fail(lost)
 
 
 def listing_of(known: argparse.Namespace, argv: list[str]) -> str | None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +15,13 @@ from pipelines.errors import ModelError
 from pipelines.evaluation import metrics
 from pipelines.modeling import model_folder
 from pipelines.modeling.loading import load_tokenizer, load_trained
-from pipelines.prediction import backends
+from pipelines.prediction import backends, cascade
 from pipelines.prediction.backends import OnnxRunner, Precision, TorchRunner
 from pipelines.reporting import run_id, run_lock
 
 log = logging.getLogger(__name__)
 
+MIN_BATCH = 8  # see Classifier._probs_of
 TOKEN_CAP = 512  # default limit for a model saved without a card (BERT-family position tables)
 
 
@@ -34,30 +34,38 @@ class Classifier:
     (torch's is process-wide and set by the caller)."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, precision: Precision = "fp32",
-                 threads: int | None = None, backend: str = "auto") -> None:
+                 threads: int | None = None, backend: str = "auto", agreement: float | None = None,
+                 calibration: cascade.CalibrationFile | None = None) -> None:
         self.path = Path(model_dir)
         run_lock.refuse_if_busy(self.path, "predicting with it")
         self.run_id = run_id.verify(self.path)  # a folder mixing two runs' files (a publish cut short) is refused
         model_folder.check(self.path, "--model")  # tokenizer files, weights, an export's description
-        self.graph: dict | None = None  # the recipe of a graph built here at load time (int8)
+        self.graph: dict | None = None  # the recipe of the int8 graph (and its cascade), for --resume
+        self.cascade: Cascade | None = None  # int8 rows re-scored in fp32 below a margin (prediction/cascade.py)
+        self.rescored = 0  # rows re-scored in fp32 so far
+        self.graph_build_s: float | None = None  # seconds the int8 graph took to build; None: loaded or none
+        card = self.path / "task_card.yaml"
+        self.card = load_card(card) if card.is_file() else None
         if backends.is_onnx_export(self.path):
             self.runner = self._onnx_runner(device, precision, threads)
+            self._labels()
         else:
             model, self.tokenizer = load_trained(self.path)
             self.config = model.config
+            self._labels()
             if precision == "int8" and backend != "torch":
-                self.runner = self._int8_graph(model, device, threads)
+                self.runner = self._int8_graph(model, device, threads, agreement, calibration)
             else:
                 device = device or ("cpu" if precision == "int8" else None)  # int8 kernels are CPU kernels
                 self.runner = TorchRunner(self._to_device(model, device), self.device, precision)
         features.check_fast(self.tokenizer, str(self.path))
+
+    def _labels(self) -> None:
         if self.config.problem_type == "regression":
             raise ModelError(f"{self.path} holds a regression model; predict.py handles classifiers only")
         self.labels = [str(self.config.id2label[i]) for i in range(self.config.num_labels)]
         # The text-classification pipeline's rule: sigmoid for multi-label or single-logit heads.
         self.sigmoid = self.config.problem_type == "multi_label_classification" or self.config.num_labels == 1
-        card = self.path / "task_card.yaml"
-        self.card = load_card(card) if card.is_file() else None
 
     @property
     def precision(self) -> Precision:
@@ -88,23 +96,50 @@ class Classifier:
         self.device = torch.device("cpu")
         return OnnxRunner(self.path / backends.ONNX_FILE, exported, threads)
 
-    def _int8_graph(self, model: torch.nn.Module, device: str | None, threads: int | None) -> OnnxRunner:
-        """Export to ONNX and quantize now (seconds), then run it in ONNX Runtime."""
+    def _int8_graph(self, model: torch.nn.Module, device: str | None, threads: int | None,
+                    agreement: float | None, calibration_file: cascade.CalibrationFile | None) -> OnnxRunner:
+        """The int8 graph from cardtune's cache (built and calibrated on first use), run in ONNX
+        Runtime; with an agreement target, the fp32 model stays loaded to re-score unsure rows.
+        Calibration rows: `calibration_file`, else the run's validation texts."""
         if device not in (None, "cpu"):
             raise ModelError(f"--int8 runs on the CPU (ONNX Runtime); drop --device {device}")
         backends.import_onnxruntime()
-        from pipelines.prediction.onnx_graph import RECIPE, write_graph
+        from pipelines.prediction import graph_cache, onnx_graph
 
         self.device = torch.device("cpu")
-        start = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="cardtune-int8-") as folder:
-            graph = Path(folder) / backends.ONNX_FILE
-            write_graph(model, self.tokenizer, graph, int8=True)
-            runner = OnnxRunner(graph, "int8", threads)  # the session holds the graph; the file can go
-        self.graph = RECIPE
-        log.info("int8 graph for %s built in %.1f s (ONNX Runtime, dynamic int8)", self.path,
-                 time.perf_counter() - start)
-        return runner
+        fp32 = TorchRunner(model, self.device, "fp32")
+        recipe = onnx_graph.recipe()
+        if calibration_file is not None:
+            texts, source = calibration_file.texts(self.card), str(calibration_file.path)
+            recipe = {**recipe, "calibration": calibration_file.digest()}  # another file: another entry
+        else:
+            texts = cascade.calibration_texts(self.path, self.card.text_columns) if self.card else ([], None)
+            source = f"{cascade.CALIBRATION_SOURCE} of the model folder"
+
+        def build(path: Path) -> dict | None:
+            onnx_graph.write_graph(model, self.tokenizer, path, int8=True)
+            if not texts[0]:
+                return None
+            int8 = self._probs(OnnxRunner(path, "int8", threads), *texts)
+            reference = self._probs(fp32, *texts)
+            return cascade.record(cascade.margins(int8, self.sigmoid), cascade.agree(int8, reference, self.sigmoid),
+                                  source)
+
+        folder, calibration, self.graph_build_s = graph_cache.cached_graph(self.path, recipe, build)
+        self.graph = onnx_graph.recipe()
+        if agreement:
+            if calibration is None:
+                log.warning("%s has no %s (a run by an older cardtune, or a model from elsewhere): int8 without "
+                            "re-scoring; 1-4%% of labels may differ from fp32 (docs/int8.md)", self.path,
+                            cascade.CALIBRATION_SOURCE)
+            else:
+                self.cascade = Cascade(fp32, cascade.threshold_for(calibration, agreement))
+                self.graph = {**self.graph, "cascade": self.cascade.threshold.as_dict()}
+                t = self.cascade.threshold
+                log.info("int8 with fp32 re-scoring below a margin of %.4f: expected agreement with fp32 %.2f%% "
+                         "(target %.2f%%; %.1f%% of the %d calibration rows re-scored)", t.threshold,
+                         100 * t.expected_agreement, 100 * t.target, 100 * t.calibration_rescored, t.calibration_rows)
+        return OnnxRunner(folder / graph_cache.GRAPH_FILE, "int8", threads)
 
     def token_limit(self) -> int:
         """The longest input the model takes: its tokenizer's limit or position table, whichever is less."""
@@ -120,15 +155,58 @@ class Classifier:
         self, first: list[str], second: list[str] | None, max_length: int, truncation: str, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (rows x labels) and a truncated flag per row, in the order given."""
-        probs = np.zeros((len(first), len(self.labels)))
         if not first:
-            return probs, np.zeros(0, dtype=bool)
-        enc = features.encode(self.tokenizer, first, second, max_length, truncation)
-        inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
-        order = np.argsort(-np.asarray(enc["length"]), kind="stable")  # similar lengths share a batch
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batch = self.tokenizer.pad({k: [v[i] for i in rows] for k, v in inputs.items()}, return_tensors="np")
-            logits = self.runner(dict(batch))
-            probs[rows] = 1 / (1 + np.exp(-logits)) if self.sigmoid else metrics.softmax(logits)
+            return np.zeros((0, len(self.labels))), np.zeros(0, dtype=bool)
+        enc = self._encoded(first, second, max_length, truncation)
+        probs, padded = self._probs_of(self.runner, enc, np.arange(len(first)), batch_size)
+        if self.cascade is not None:
+            unsure = np.flatnonzero(cascade.margins(probs, self.sigmoid) < self.cascade.threshold.threshold)
+            # Each row again at the padded length of its batch: what an fp32 run of the chunk computes.
+            for length in np.unique(padded[unsure]):
+                rows = unsure[padded[unsure] == length]
+                probs[rows] = self._probs_of(self.cascade.fp32, enc, rows, batch_size, int(length))[0]
+            self.rescored += int(unsure.size)
         return probs, np.asarray(enc["truncated"], dtype=bool)
+
+    def _encoded(self, first: list[str], second: list[str] | None, max_length: int | None = None,
+                 truncation: str | None = None) -> dict:
+        """Token ids (the model's inputs) and lengths; the card's limits by default."""
+        truncation = truncation or (self.card.truncation if self.card else "longest_first")
+        return features.encode(self.tokenizer, first, second, max_length or self.default_max_length(), truncation)
+
+    def _probs(self, runner, first: list[str], second: list[str] | None) -> np.ndarray:
+        """Probabilities of `runner` on texts, with the card's limits (calibration)."""
+        return self._probs_of(runner, self._encoded(first, second), np.arange(len(first)), 64)[0]
+
+    def _probs_of(self, runner, enc: dict, rows: np.ndarray, batch_size: int,
+                  pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities of the encoded `rows` (in that order), in batches of similar lengths, and
+        the length each row was padded to (its batch's longest row, or `pad_to`).
+
+        Bit for bit, PyTorch's fp32 result for a row on the CPU depends on the length its batch is
+        padded to, and in batches of one or two rows on the batch size too, but not on the other
+        rows: a re-scored row, padded as before in a batch of at least MIN_BATCH rows (repeats
+        fill it), gets the bytes an fp32 run writes (docs/int8.md)."""
+        inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
+        lengths = np.asarray(enc["length"])[rows]
+        order = np.argsort(-lengths, kind="stable")  # similar lengths share a batch
+        probs = np.zeros((len(rows), len(self.labels)))
+        padded = np.zeros(len(rows), dtype=np.int64)
+        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {}
+        for start in range(0, len(order), batch_size):
+            picked = order[start : start + batch_size]
+            fill = np.concatenate([picked, np.repeat(picked[:1], max(0, MIN_BATCH - len(picked)))])
+            batch = self.tokenizer.pad({k: [v[i] for i in rows[fill]] for k, v in inputs.items()}, return_tensors="np",
+                                       **padding)
+            logits = runner(dict(batch))[: len(picked)]
+            probs[picked] = 1 / (1 + np.exp(-logits)) if self.sigmoid else metrics.softmax(logits)
+            padded[picked] = batch["input_ids"].shape[1]
+        return probs, padded
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The fp32 model that re-scores the rows int8 is unsure of, and the margin below which it does."""
+
+    fp32: TorchRunner
+    threshold: cascade.Threshold

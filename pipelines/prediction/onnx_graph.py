@@ -36,6 +36,11 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.names, arrays))).logits
 
 
+def recipe() -> dict[str, Any]:
+    """How the int8 graph is made (the cache key and --resume's fingerprint hold it)."""
+    return {**RECIPE, "quantization": QUANTIZATION}
+
+
 def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, int8: bool) -> dict[str, Any]:
     """Export `model` (on the CPU) to `path`; with `int8`, quantize its matrix products. Returns
     the graph's description (inputs, output, dynamic axes, opset) for export.json."""

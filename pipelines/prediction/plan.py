@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.distributed import COLLECTIVE_TIMEOUT_S
 from pipelines.errors import DataError, ModelError
 from pipelines.prediction import delimited as tables
 from pipelines.prediction.classifier import Classifier
@@ -35,8 +36,11 @@ class PredictOptions:
     device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
     precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
     backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
+    agreement: float = 0.995  # int8: re-score in fp32 the rows needed to agree with fp32 on this share; 0: none
+    calibration: str | None = None  # int8: texts to calibrate on (default: the run's validation_predictions.csv)
     threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
     progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
+    ddp_timeout: float = COLLECTIVE_TIMEOUT_S  # seconds a launched run's processes wait for each other
     adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
 
 

@@ -11,21 +11,18 @@ Only Python objects travel (gloo, on CPU or GPU machines alike).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pipelines import distributed
 from pipelines.errors import CardtuneError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A round waits for its slowest chunk; a long wait is a slow machine rather than a dead peer
-# (a dead peer closes its connection and fails the collective at once).
-TIMEOUT = datetime.timedelta(hours=2)
 
 
 def launched_rank() -> tuple[int, int, int]:
@@ -44,8 +41,9 @@ class Group:
     _owned: bool = False  # this object started the process group, so it ends it
 
     @classmethod
-    def from_env(cls) -> Group:
-        """The launcher's group (joined with gloo), or a group of one."""
+    def from_env(cls, timeout_s: float | None = None) -> Group:
+        """The launcher's group (joined with gloo), or a group of one. A round waits for its slowest
+        chunk for at most `timeout_s` (pipelines/distributed.py): a silent peer ends the run then."""
         rank, size, local_rank = launched_rank()
         if size == 1:
             return cls()
@@ -53,7 +51,7 @@ class Group:
 
         owned = not dist.is_initialized()
         if owned:
-            dist.init_process_group("gloo", timeout=TIMEOUT)
+            dist.init_process_group("gloo", timeout=distributed.timeout(timeout_s))
         log.info("process %d of %d (local rank %d)", rank, size, local_rank)
         return cls(rank, size, local_rank, owned)
 

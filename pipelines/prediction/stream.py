@@ -21,6 +21,7 @@ from pipelines.errors import DataError
 from pipelines.evaluation import metrics
 from pipelines.prediction import backends, shards
 from pipelines.prediction import delimited as tables
+from pipelines.prediction.cascade import CalibrationFile
 from pipelines.prediction.classifier import Classifier
 from pipelines.prediction.consumed import ConsumedRows
 from pipelines.prediction.partial import PartialOutput, write_meta
@@ -64,7 +65,7 @@ def predict_file(
         raise DataError(f"input file {source} not found")
     if target.resolve() == source.resolve():
         raise DataError(f"--output {target} is the input file; write the predictions to another file")
-    group = shards.Group.from_env()
+    group = shards.Group.from_env(opts.ddp_timeout)
     try:
         return _predict(group, model_dir, source, target, opts)
     finally:
@@ -151,7 +152,12 @@ def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions
         precision = "fp32"  # an export runs in the precision it was exported in
     # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
     # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
-    return Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend)
+    calibration = None
+    if opts.calibration:
+        columns = (opts.text_column, opts.text_pair_column) if opts.text_pair_column else (opts.text_column,)
+        calibration = CalibrationFile(Path(opts.calibration), columns if opts.text_column else None, opts.encoding)
+    return Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend,
+                      opts.agreement or None, calibration)
 
 
 def _finished(summary: PredictSummary, clf: Classifier, plan: Plan) -> PredictSummary:
@@ -177,7 +183,16 @@ def _meta(clf: Classifier, plan: Plan, summary: PredictSummary) -> dict[str, Any
             "device": summary.device, "processes": summary.processes, "text_columns": list(plan.text_columns),
             "max_length": plan.max_length, "metrics": summary.metrics, "seconds": round(summary.seconds, 3),
             "rows_per_s": round(summary.rows_per_s, 1), "resumed_from": summary.resumed_from,
+            "cascade": _cascade_meta(clf, summary.tally), "graph_build_s": clf.graph_build_s,
             "versions": backends.versions(packages)}
+
+
+def _cascade_meta(clf: Classifier, tally: Tally) -> dict[str, Any] | None:
+    """int8's fp32 re-scoring: the threshold, the expected agreement and the rows it re-scored."""
+    if clf.cascade is None:
+        return None
+    return {**clf.cascade.threshold.as_dict(), "rows_rescored": tally.rescored,
+            "share_rescored": round(tally.rescored / tally.predicted, 5) if tally.predicted else 0.0}
 
 
 def _text_problem(values: tuple, columns: tuple[str, ...]) -> str:
@@ -204,6 +219,7 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: Plan, tally: Tally) 
     problems = [_text_problem(t, plan.text_columns) for t in texts]
     ok = [i for i, p in enumerate(problems) if not p]
     pair = len(plan.text_columns) == 2
+    before = clf.rescored
     probs, truncated = clf.score([texts[i][0] for i in ok], [texts[i][1] for i in ok] if pair else None,
                                  plan.max_length, plan.truncation, plan.batch_size)
     best = probs.argmax(axis=1)
@@ -218,6 +234,7 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: Plan, tally: Tally) 
     tally.rows += len(frame)
     tally.predicted += len(ok)
     tally.truncated += int(truncated.sum())
+    tally.rescored += clf.rescored - before
     cells = frame.fillna("").to_numpy(dtype=object).tolist()
     return [row + extra for row, extra in zip(cells, added)]
 

@@ -17,6 +17,7 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     no_gold: int = 0  # rows whose gold label is empty or not one of the model's labels
     confusion: list[list[int]] = field(default_factory=list)  # [gold][predicted]
+    rescored: int = 0  # int8 rows re-scored in fp32 (the cascade, prediction/cascade.py)
 
     def add(self, other: Tally) -> None:
         """Count another chunk's rows in (chunks may come from other processes)."""
@@ -24,6 +25,7 @@ class Tally:
         self.predicted += other.predicted
         self.truncated += other.truncated
         self.no_gold += other.no_gold
+        self.rescored += other.rescored
         for why, n in other.errors.items():
             self.errors[why] = self.errors.get(why, 0) + n
         for mine, theirs in zip(self.confusion, other.confusion):

@@ -66,10 +66,11 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
             plots.write_confusion(stage, split, counts, card.labels)
             per_class[split] = diagnostics.per_class(preds.labels, preds.preds, card.labels)
             tables.write_per_class(stage, split, per_class[split])
-    if result.test is not None:
-        texts = {c: column(feats["test"], c) for c in card.text_columns}
-        tables.write_predictions(stage / "test_predictions.csv", texts, card.labels, result.test.probs,
-                                 result.test.labels)
+    # validation_predictions.csv also holds the texts that --int8 calibrates its cascade on (prediction/cascade.py)
+    for split, preds in (("validation", result.validation), ("test", result.test)):
+        if preds is not None:
+            texts = {c: column(feats[split], c) for c in card.text_columns}
+            tables.write_predictions(stage / f"{split}_predictions.csv", texts, card.labels, preds.probs, preds.labels)
     validation = result.validation
     alarm = diagnostics.validation_alarm(validation.labels, validation.preds, card.labels,
                                          column(feats["train"], "label"), _language_causes(card, run))

@@ -14,7 +14,8 @@ from pathlib import Path
 from pipelines.reporting import run_id
 
 ARTEFACTS = (
-    "metrics.json", "epochs.csv", "epochs.md", "learning_curve.png", "test_predictions.csv",
+    "metrics.json", "epochs.csv", "epochs.md", "learning_curve.png", "validation_predictions.csv",
+    "test_predictions.csv",
     "summary.md", "task_card.yaml", "run_config.json",
     *(f"{kind}_{split}.{ext}" for kind in ("confusion", "per_class") for split in ("validation", "test")
       for ext in ("csv", "png")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipelines import hardware
+from pipelines import distributed, hardware
 from pipelines.card.cards import TaskCard
 from pipelines.evaluation.metrics import METRICS
 
@@ -31,6 +31,7 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
         "weight_decay": 0.01,
         "seed": 42,
         "ddp_find_unused_parameters": False,  # every parameter takes part in the loss
+        "ddp_timeout": distributed.COLLECTIVE_TIMEOUT_S,  # a silent peer ends the run in minutes, not 30
         **hardware.training_defaults(),
     }
 

@@ -55,3 +55,25 @@ class ThreadCallback(TrainerCallback):
         if self.governor is not None and time.monotonic() - self._last >= self.every_s:
             self.governor.update()
             self._last = time.monotonic()
+
+
+class WatchdogCallback(TrainerCallback):
+    """Training progress (steps, evaluation batches, saves) keeps `distributed.Watchdog` quiet."""
+
+    def __init__(self, seconds: float) -> None:
+        from pipelines import distributed
+
+        self.watchdog = distributed.Watchdog(seconds, "nothing was published; once every machine is up again, rerun "
+                                             "the same command on each with --resume to continue from the last "
+                                             "complete checkpoint (docs/distributed.md)")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.watchdog.start()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.watchdog.stop()
+
+    def _beat(self, args, state, control, **kwargs):
+        self.watchdog.beat()
+
+    on_step_begin = on_step_end = on_substep_end = on_prediction_step = on_evaluate = on_save = on_log = _beat

@@ -18,7 +18,7 @@ from pipelines.data.readers import column
 from pipelines.evaluation import metrics
 from pipelines.modeling import loading
 from pipelines.training import checkpoints, tracking
-from pipelines.training.callbacks import EpochTimer, LogCallback, ThreadCallback
+from pipelines.training.callbacks import EpochTimer, LogCallback, ThreadCallback, WatchdogCallback
 from pipelines.training.options import RunArgs
 from pipelines.training.progress import ProgressLog
 from pipelines.training.trainer import CardtuneTrainer, class_weights
@@ -65,6 +65,8 @@ def build_trainer(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.early_stopping_patience))
     if not run.threads and not torch.cuda.is_available():
         callbacks.append(ThreadCallback())
+    if args.world_size > 1:  # a silent peer ends the run within --ddp_timeout (distributed.Watchdog)
+        callbacks.append(WatchdogCallback(args.ddp_timeout))
     train_labels = column(splits["train"], "label")
     trainer = CardtuneTrainer(
         model=model,
