@@ -73,14 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_offline(True)
     configure_logging()
-    from pipelines.card.cards import load_card
+    from pipelines.card.cards import saved_card
     from pipelines.errors import CardtuneError
 
     if not args.onnx:
         return fail("choose the export format: --onnx (the only one so far)")
     try:
-        card_path = Path(args.model) / "task_card.yaml"
-        sample = read_sample(args, load_card(card_path) if card_path.is_file() else None)
+        sample = read_sample(args, saved_card(args.model))
         from pipelines.prediction.export import export_onnx
 
         info = export_onnx(args.model, args.out_dir, args.int8, sample)

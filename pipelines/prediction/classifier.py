@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.card.cards import load_card
+from pipelines.card.cards import saved_card
 from pipelines.data import features
 from pipelines.errors import ModelError
 from pipelines.evaluation import metrics
@@ -54,8 +54,7 @@ class Classifier:
         self.labels = [str(self.config.id2label[i]) for i in range(self.config.num_labels)]
         # The text-classification pipeline's rule: sigmoid for multi-label or single-logit heads.
         self.sigmoid = self.config.problem_type == "multi_label_classification" or self.config.num_labels == 1
-        card = self.path / "task_card.yaml"
-        self.card = load_card(card) if card.is_file() else None
+        self.card = saved_card(self.path)
 
     @property
     def precision(self) -> Precision:
@@ -114,14 +113,23 @@ class Classifier:
         """The card's max_length, else the model's token limit, at most 512."""
         return self.card.max_length if self.card is not None else min(TOKEN_CAP, self.token_limit())
 
+    def cut(self) -> tuple[str | None, int | float | None]:
+        """How the training run cut long texts, from its saved card: (truncation, head_tokens), where
+        head_tokens is None unless truncation is head_tail, and truncation None (no card) is
+        `features.encode`'s default for the texts given."""
+        if self.card is None:
+            return None, None
+        return self.card.truncation, self.card.head_tokens if self.card.truncation == "head_tail" else None
+
     def score(
-        self, first: list[str], second: list[str] | None, max_length: int, truncation: str, batch_size: int
+        self, first: list[str], second: list[str] | None, max_length: int, truncation: str | None, batch_size: int,
+        head_tokens: int | float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (rows x labels) and a truncated flag per row, in the order given."""
         probs = np.zeros((len(first), len(self.labels)))
         if not first:
             return probs, np.zeros(0, dtype=bool)
-        enc = features.encode(self.tokenizer, first, second, max_length, truncation)
+        enc = features.encode(self.tokenizer, first, second, max_length, truncation, head_tokens=head_tokens)
         inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
         order = np.argsort(-np.asarray(enc["length"]), kind="stable")  # similar lengths share a batch
         for start in range(0, len(order), batch_size):
