@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import datasets
@@ -110,11 +109,11 @@ def encode_ends(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length
     keep_head = head_split(budget, head)
     post = tokenizer.backend_tokenizer.post_processor
     out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": [], "truncated": []}
-    for enc in tokenizer(texts, add_special_tokens=False, truncation=False).encodings:
+    # verbose=False: no "longer than the maximum length" warning for texts this function cuts
+    for enc in tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False).encodings:
         cut = len(enc.ids) > budget
         if cut:
-            parts = [_kept(enc, keep_head, "right"), _kept(enc, budget - keep_head, "left")]
-            enc = Encoding.merge([p for p in parts if p is not None], growing_offsets=False)
+            enc = _ends(enc, keep_head, budget - keep_head)
         done = post.process(enc, None, add_special_tokens=True) if post is not None else enc
         out["input_ids"].append(done.ids)
         out["token_type_ids"].append(done.type_ids)
@@ -125,17 +124,31 @@ def encode_ends(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length
     return out
 
 
-def _kept(enc: Encoding, n: int, direction: str) -> Encoding | None:
-    """A copy of `enc` cut to its first (`right`: cut on the right) or last (`left`) `n` tokens."""
-    if n == 0:
-        return None
-    part = copy.deepcopy(enc)
-    # Encoding.truncate keeps the cut-off rest as overflowing pieces of n tokens, and merge pairs every
-    # piece of one part with every piece of the other: cutting to 2n first leaves one piece, not len/n.
-    if len(part.ids) > 2 * n:
-        part.truncate(2 * n, direction=direction)
-    part.truncate(n, direction=direction)
-    return part
+def _ends(enc: Encoding, head: int, tail: int) -> Encoding:
+    """The first `head` and the last `tail` tokens of `enc` (longer than head + tail), as one encoding."""
+    if tail == 0 or head == 0:
+        _truncate(enc, head or tail, "right" if tail == 0 else "left")
+        return enc
+    # One truncate splits the encoding in two; the cut-off part comes back as its one overflowing
+    # piece (a cheap copy), whichever part is the longer.
+    rest = len(enc.ids) - tail
+    if rest >= tail:
+        enc.truncate(rest)  # keeps the first `rest` tokens; the last `tail` overflow in one piece
+        start, end = enc, enc.overflowing[0]
+    else:
+        enc.truncate(tail, direction="left")  # keeps the last `tail`; the first `rest` overflow in one piece
+        start, end = enc.overflowing[0], enc
+    _truncate(start, head, "right")
+    return Encoding.merge([start, end], growing_offsets=False)
+
+
+def _truncate(enc: Encoding, n: int, direction: str) -> None:
+    """Cut `enc` to its first (`right`: cut on the right) or last (`left`) `n` tokens, in place."""
+    # Encoding.truncate keeps what it cuts off as overflowing pieces of n tokens, which merge and the
+    # post-processor then copy: cutting to 2n first leaves one piece instead of len / n.
+    if len(enc.ids) > 2 * n:
+        enc.truncate(2 * n, direction=direction)
+    enc.truncate(n, direction=direction)
 
 
 def log_cut(card: TaskCard, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
