@@ -250,3 +250,58 @@ def test_real_tokenizers_are_cut_exactly(model):
         want = [tok.cls_token_id, *ids[:keep], *ids[len(ids) - (budget - keep):], tok.sep_token_id]
         assert out["input_ids"] == [want, tok("short")["input_ids"]], (model, truncation, head)
         assert out["truncated"] == [True, False] and out["length"][0] == 64
+
+
+def test_a_run_at_a_smaller_max_length_predicts_as_it_trained(tmp_path, tiny_model):
+    """Train head_tail with --max_length under the card's; predict.py on the test split gives the
+    probabilities of the run's own evaluation, and another cut would not."""
+    import csv
+    import random
+
+    import numpy as np
+    from conftest import write_csv
+
+    from pipelines.prediction.classifier import Classifier
+    from scripts import predict as predict_script
+    from scripts.run import main as run_main
+
+    rng = random.Random(0)
+    filler = "the a movie film plot actor it this that he she they was is very and or but".split()
+
+    def rows(n: int) -> list[dict]:  # a sentiment word near the start and another at the end, filler between
+        out = []
+        for i in range(n):
+            pos = i % 2 == 0
+            word = rng.choice(["good", "great", "fun"] if pos else ["bad", "terrible", "boring"])
+            middle = " ".join(rng.choice(filler) for _ in range(rng.randint(4, 30)))
+            out.append({"text": f"{word} {middle} {rng.choice(['loved', 'hated'])}", "label": "pos" if pos else "neg"})
+        return out
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 32), ("dev", 8), ("test", 24)):
+        write_csv(data / f"{split}.csv", rows(n))
+    files = {"train": "train.csv", "validation": "dev.csv", "test": "test.csv"}
+    card = write_card(tmp_path, dataset={"local": {"format": "csv", "files": files}}, max_length=32,
+                      truncation="head_tail", head_tokens=0.25)
+    out = tmp_path / "out"
+    argv = ["--task", str(card), "--data-dir", str(data), "--model", str(tiny_model), "--output-dir", str(out),
+            "--max_length", "16", "--max_steps", "8", "--learning_rate", "5e-2", "--threads", "1"]
+    assert run_main(argv) == 0
+    saved = saved_card(out)
+    assert (saved.truncation, saved.head_tokens, saved.max_length) == ("head_tail", 0.25, 16)
+
+    with open(out / "test_predictions.csv", newline="", encoding="utf-8") as fh:
+        trained = list(csv.DictReader(fh))
+    probs = np.array([[float(r["prob_neg"]), float(r["prob_pos"])] for r in trained])
+    texts = [r["text"] for r in trained]
+    write_csv(tmp_path / "texts.csv", [{"text": t} for t in texts])
+    assert predict_script.main(["--model", str(out), "--input", str(tmp_path / "texts.csv"),
+                                "--output", str(tmp_path / "pred.csv"), "--text-column", "text"]) == 0
+    with open(tmp_path / "pred.csv", newline="", encoding="utf-8") as fh:
+        predicted = np.array([[float(r["prob_neg"]), float(r["prob_pos"])] for r in csv.DictReader(fh)])
+    np.testing.assert_allclose(predicted, probs, atol=2e-6)  # both written with 6 decimals
+    clf = Classifier(out, device="cpu")
+    for other in (("head", 16), ("head_tail", 32)):  # another cut, or the card's max length, differs
+        elsewise, _ = clf.score(texts, None, other[1], other[0], 64, 0.25)
+        assert np.abs(elsewise - probs).max() > 1e-4, other  # 50x the tolerance above (measured: 1e-3)

@@ -60,7 +60,7 @@ def load_card(task: str | Path, *, saved: bool = False) -> TaskCard:
         if saved:
             _as_trained(values)
         _cross_checks(values, problems)
-        _truncation_checks(raw, values, problems)
+        _truncation_checks(raw, values, problems, saved)
         _set_twice(raw, values, problems)
     if problems:
         raise CardError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))
@@ -104,8 +104,10 @@ def _cross_checks(values: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"select_by: '{select_by}' is not one of metrics {list(metrics)}")
 
 
-def _truncation_checks(raw: dict[str, Any], values: dict[str, Any], problems: list[str]) -> None:
-    """A strategy of the right kind for the number of text columns; `head_tokens` only with `head_tail`."""
+def _truncation_checks(raw: dict[str, Any], values: dict[str, Any], problems: list[str], saved: bool) -> None:
+    """A strategy of the right kind for the number of text columns; `head_tokens` only with `head_tail`,
+    and a count that leaves room for the tail (a saved card holds a run's --max_length, where the
+    count was cut to the budget, as prediction cuts it again)."""
     texts, truncation = values["text_columns"], values["truncation"]
     if texts and truncation:
         if len(texts) == 1 and truncation in keys.PAIR_TRUNCATION:
@@ -121,7 +123,7 @@ def _truncation_checks(raw: dict[str, Any], values: dict[str, Any], problems: li
         used = truncation or ("longest_first" if texts and len(texts) == 2 else "head")
         problems.append(f"head_tokens: read only by `truncation: head_tail`, and this card cuts with `{used}`; "
                         "set truncation: head_tail or remove head_tokens")
-    elif isinstance(head, int) and limit and head >= limit:
+    elif isinstance(head, int) and limit and head >= limit and not saved:
         problems.append(f"head_tokens: {head} leaves no room for the tail within max_length {limit}; "
                         "keep fewer tokens or give a fraction such as 0.25")
 
