@@ -305,3 +305,16 @@ def test_a_run_at_a_smaller_max_length_predicts_as_it_trained(tmp_path, tiny_mod
     for other in (("head", 16), ("head_tail", 32)):  # another cut, or the card's max length, differs
         elsewise, _ = clf.score(texts, None, other[1], other[0], 64, 0.25)
         assert np.abs(elsewise - probs).max() > 1e-4, other  # 50x the tolerance above (measured: 1e-3)
+
+
+def test_the_model_card_says_how_long_texts_were_cut():
+    from test_modelcard import REPO, made_up_run
+
+    from pipelines.reporting.modelcard import render
+
+    run = made_up_run("hub")
+    run.card.update(text_columns=["text"], truncation="head_tail", head_tokens=0.25)
+    assert ("texts longer than 128 tokens kept their first and last tokens (`head_tokens: 0.25`); the pipeline "
+            "above keeps their first tokens") in render(run, REPO)
+    run.card.update(truncation="head")
+    assert "kept their" not in render(run, REPO)

@@ -240,11 +240,18 @@ def _usage(run: RunFiles, repo_id: str) -> str:
     example = ('{"text": "The first sentence.", "text_pair": "The second sentence."}' if len(columns) == 2
                else '"Replace this with the text to classify."')
     length = run.run_config.get("max_length") or run.card.get("max_length") or 512
-    return (
+    usage = (
         "## Usage\n\n```python\nfrom transformers import pipeline\n\n"
         f'classifier = pipeline("text-classification", model="{repo_id}")\n'
         f"print(classifier({example}, truncation=True, max_length={length}))\n```"
     )
+    kept = {"tail": "their last tokens", "head_tail": "their first and last tokens (`head_tokens: "
+            f"{run.card.get('head_tokens')}`)"}.get(run.card.get("truncation"))
+    if kept and len(columns) == 1:  # the pipeline's truncation=True keeps the first tokens
+        usage += (f"\n\nIn training, texts longer than {length} tokens kept {kept}; the pipeline above keeps "
+                  "their first tokens. cardtune's `scripts/predict.py` reads `task_card.yaml` and cuts long texts "
+                  "as training did.")
+    return usage
 
 
 def _files() -> str:
