@@ -40,8 +40,11 @@ def resolve_card_path(task: str) -> Path:
     )
 
 
-def load_card(task: str | Path) -> TaskCard:
-    """Load and validate a card by name or path; all problems are reported in one CardError."""
+def load_card(task: str | Path, *, saved: bool = False) -> TaskCard:
+    """Load and validate a card by name or path; all problems are reported in one CardError.
+
+    `saved`: the card a run wrote into its output folder (see `saved_card`), read as that run used it.
+    """
     path = resolve_card_path(str(task))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -54,13 +57,31 @@ def load_card(task: str | Path) -> TaskCard:
     problems: list[str] = []
     values = s.check_keys(TaskCard, raw, "", problems)
     if values is not None:
+        if saved:
+            _as_trained(values)
         _cross_checks(values, problems)
+        _truncation_checks(raw, values, problems, saved)
         _set_twice(raw, values, problems)
     if problems:
         raise CardError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))
     card = TaskCard(path=path.resolve(), **values)
     # Defaults that depend on the file name or on another key.
-    return dataclasses.replace(card, name=card.name or path.stem, select_by=card.select_by or card.metrics[0])
+    truncation = card.truncation or ("longest_first" if card.is_pair else "head")
+    return dataclasses.replace(card, name=card.name or path.stem, select_by=card.select_by or card.metrics[0],
+                               truncation=truncation)
+
+
+def saved_card(model_dir: str | Path) -> TaskCard | None:
+    """The task card a training run saved with its model (`task_card.yaml`), None when there is none."""
+    path = Path(model_dir) / "task_card.yaml"
+    return load_card(path, saved=True) if path.is_file() else None
+
+
+def _as_trained(values: dict[str, Any]) -> None:
+    """Cards saved before single texts had their own strategies carry the pair default `longest_first`
+    (or `only_first`) on one text column: both cut that text at its end, which is `head`."""
+    if len(values["text_columns"] or ()) == 1 and values["truncation"] in ("longest_first", "only_first"):
+        values["truncation"] = "head"
 
 
 def _cross_checks(values: dict[str, Any], problems: list[str]) -> None:
@@ -81,9 +102,34 @@ def _cross_checks(values: dict[str, Any], problems: list[str]) -> None:
     metrics, select_by = values["metrics"] or (), values["select_by"]
     if select_by and metrics and select_by not in metrics:
         problems.append(f"select_by: '{select_by}' is not one of metrics {list(metrics)}")
-    texts = values["text_columns"] or ()
-    if values["truncation"] in ("only_second", "proportional") and len(texts) != 2:
-        problems.append(f"truncation: {values['truncation']} needs two text_columns (a sentence pair)")
+
+
+def _truncation_checks(raw: dict[str, Any], values: dict[str, Any], problems: list[str], saved: bool) -> None:
+    """A strategy of the right kind for the number of text columns; `head_tokens` only with `head_tail`,
+    and a count that leaves room for the tail (a saved card holds a run's --max_length, where the
+    count was cut to the budget, as prediction cuts it again)."""
+    texts, truncation = values["text_columns"], values["truncation"]
+    if texts and truncation:
+        if len(texts) == 1 and truncation in keys.PAIR_TRUNCATION:
+            # longest_first and only_first used to cut a single text at its end
+            hint = " (did you mean `head`?)" if truncation in ("longest_first", "only_first") else ""
+            problems.append(f"truncation: `{truncation}` cuts sentence pairs, but text_columns has one column"
+                            f"{hint}; for one text use {_listed(keys.SINGLE_TRUNCATION)}")
+        elif len(texts) == 2 and truncation in keys.SINGLE_TRUNCATION:
+            problems.append(f"truncation: `{truncation}` cuts a single text, but text_columns is a sentence pair; "
+                            f"for pairs use {_listed(keys.PAIR_TRUNCATION)}")
+    head, limit = values["head_tokens"], values["max_length"]
+    if raw.get("head_tokens") is not None and truncation != "head_tail":
+        used = truncation or ("longest_first" if texts and len(texts) == 2 else "head")
+        problems.append(f"head_tokens: read only by `truncation: head_tail`, and this card cuts with `{used}`; "
+                        "set truncation: head_tail or remove head_tokens")
+    elif isinstance(head, int) and limit and head >= limit and not saved:
+        problems.append(f"head_tokens: {head} leaves no room for the tail within max_length {limit}; "
+                        "keep fewer tokens or give a fraction such as 0.25")
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return ", ".join(f"`{n}`" for n in names[:-1]) + f" or `{names[-1]}`"
 
 
 def _set_twice(raw: dict[str, Any], values: dict[str, Any], problems: list[str]) -> None:

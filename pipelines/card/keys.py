@@ -24,7 +24,13 @@ from pipelines.training.options import RunArgs
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("csv", "tsv", "json", "jsonl", "xlsx", "parquet")
-TRUNCATION = ("longest_first", "only_first", "only_second", "proportional")
+# How a text longer than `max_length` is cut: strategies for one text and for a sentence pair.
+SINGLE_TRUNCATION = ("head", "tail", "head_tail")
+PAIR_TRUNCATION = ("longest_first", "only_first", "only_second", "proportional")
+TRUNCATION = SINGLE_TRUNCATION + PAIR_TRUNCATION
+# head_tail's share of the token budget kept from the start: Sun et al. (2019) kept the first 128
+# and the last 382 of BERT's 510 tokens on IMDB, a quarter at the head.
+DEFAULT_HEAD_TOKENS = 0.25
 # TrainingArguments keys a card may not set: they belong to the command line or the user.
 NOT_IN_CARD = {"output_dir", "hub_token", "push_to_hub", "hub_model_id", "local_rank", "resume_from_checkpoint"}
 
@@ -37,6 +43,17 @@ def _metric_names() -> tuple[str, ...]:
     from pipelines.evaluation.metrics import METRICS
 
     return tuple(METRICS)
+
+
+def _head_tokens(value: Any, path: str, problems: list) -> int | float | None:
+    """`head_tokens`: a whole number of tokens, or a fraction of the token budget."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8192:
+        return value
+    if isinstance(value, float) and 0 < value < 1:
+        return value
+    problems.append(f"{path}: expected a number of tokens from 1 to 8192 (e.g. 128) or a fraction of the "
+                    f"token budget between 0 and 1 (e.g. 0.25), got {s.show(value)}")
+    return None
 
 
 def _step(value: Any, path: str, problems: list) -> tuple[str, dict] | None:
@@ -187,7 +204,16 @@ class TaskCard:
     select_by: str = key(
         s.choice_of(_metric_names), "metric that picks the best checkpoint (default: the first of `metrics`)", None)
     max_length: int = key(s.integer(8, 8192), "token limit per example", 128)
-    truncation: str = key(s.choice(*TRUNCATION), "how sentence pairs are cut", "longest_first")
+    truncation: str = key(
+        s.choice(*TRUNCATION),
+        "how a text longer than `max_length` is cut (default: `head` for one text column, `longest_first` for a "
+        "pair); one text: `head` keeps the first tokens, `tail` the last, `head_tail` both ends (see `head_tokens`); "
+        "a pair: `longest_first`, `only_first`, `only_second`, or `proportional` to the two lengths", None)
+    head_tokens: int | float = key(
+        _head_tokens,
+        "with `truncation: head_tail`, what the head keeps: a number of tokens (e.g. `128`) or a fraction of the "
+        "budget (`max_length` less the special tokens); the tail keeps the rest of the budget. A number larger "
+        "than the budget (a smaller `--max_length`) is cut to it: all head, no tail", DEFAULT_HEAD_TOKENS)
     recommended_model: str | None = key(s.string, "the model the source tutorial used (shown by `--list-tasks`)", None)
     language: tuple[str, ...] = key(s.list_of(s.string, 1), "languages of the texts, for the model card", ("en",))
     license: str | None = key(s.string, "dataset license, for the model card", None)
@@ -223,6 +249,8 @@ class TaskCard:
         out["preprocess"] = s.to_plain([{n: dict(kw)} if kw else n for n, kw in self.preprocess])
         if not self.label_map:
             del out["label_map"]
+        if self.truncation != "head_tail":
+            del out["head_tokens"]  # read only by head_tail; the card check refuses it elsewhere
         return out
 
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     set_offline(True)
     configure_logging()
-    from pipelines.card.cards import load_card
+    from pipelines.card.cards import saved_card
     from pipelines.errors import CardtuneError
 
     if not args.onnx:
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         check_target(args.out_dir)  # before the model loads: a read-only or non-empty OUT is one line now
         model_folder.check(args.model, "--model")
-        card_path = Path(args.model) / "task_card.yaml"
-        sample = read_sample(args, load_card(card_path) if card_path.is_file() else None)
+        sample = read_sample(args, saved_card(args.model))
         info = export_onnx(args.model, args.out_dir, args.int8, sample)
     except CardtuneError as err:
         return fail(err)

@@ -1,5 +1,5 @@
 """Tokenized features cached on disk, keyed by everything that changes them: the loaded texts
-and labels, the tokenizer, max length, truncation and padding. A second run of the same card
+and labels, the tokenizer, max length, truncation (with head_tail's split) and padding. A second run of the same card
 and model memory-maps the Arrow files instead of tokenizing again."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def fingerprint(
     """A content hash: the same data and tokenizer give the same key on any machine."""
     h = hashlib.sha256()
     settings = {"v": pipelines.__version__, "text": card.text_columns, "truncation": card.truncation,
+                "head_tokens": card.head_tokens if card.truncation == "head_tail" else None,
                 "max_length": max_length, "padded": padded}
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).digest())
@@ -54,6 +55,7 @@ def cached_tokenize(
     enabled: bool = True,
 ) -> datasets.DatasetDict:
     """`features.tokenize`, through the on-disk cache when `enabled`."""
+    features.log_cut(card, tokenizer, max_length)
     if not enabled:
         return features.tokenize(splits, tokenizer, card, max_length, padded)
     path = cache_root() / fingerprint(card, splits, tokenizer, max_length, padded)

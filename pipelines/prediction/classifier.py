@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.card.cards import load_card
+from pipelines.card.cards import saved_card
 from pipelines.data import features
 from pipelines.errors import ModelError
 from pipelines.evaluation import metrics
@@ -44,8 +44,7 @@ class Classifier:
         self.cascade: Cascade | None = None  # int8 rows re-scored in fp32 below a margin (prediction/cascade.py)
         self.rescored = 0  # rows re-scored in fp32 so far
         self.graph_build_s: float | None = None  # seconds the int8 graph took to build; None: loaded or none
-        card = self.path / "task_card.yaml"
-        self.card = load_card(card) if card.is_file() else None
+        self.card = saved_card(self.path)
         if backends.is_onnx_export(self.path):
             self.runner = self._onnx_runner(device, precision, threads)
             self._labels()
@@ -151,13 +150,22 @@ class Classifier:
         """The card's max_length, else the model's token limit, at most 512."""
         return self.card.max_length if self.card is not None else min(TOKEN_CAP, self.token_limit())
 
+    def cut(self) -> tuple[str | None, int | float | None]:
+        """How the training run cut long texts, from its saved card: (truncation, head_tokens), where
+        head_tokens is None unless truncation is head_tail, and truncation None (no card) is
+        `features.encode`'s default for the texts given."""
+        if self.card is None:
+            return None, None
+        return self.card.truncation, self.card.head_tokens if self.card.truncation == "head_tail" else None
+
     def score(
-        self, first: list[str], second: list[str] | None, max_length: int, truncation: str, batch_size: int
+        self, first: list[str], second: list[str] | None, max_length: int, truncation: str | None, batch_size: int,
+        head_tokens: int | float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (rows x labels) and a truncated flag per row, in the order given."""
         if not first:
             return np.zeros((0, len(self.labels))), np.zeros(0, dtype=bool)
-        enc = self._encoded(first, second, max_length, truncation)
+        enc = self._encoded(first, second, max_length, truncation, head_tokens)
         probs, padded = self._probs_of(self.runner, enc, np.arange(len(first)), batch_size)
         if self.cascade is not None:
             unsure = np.flatnonzero(cascade.margins(probs, self.sigmoid) < self.cascade.threshold.threshold)
@@ -169,10 +177,12 @@ class Classifier:
         return probs, np.asarray(enc["truncated"], dtype=bool)
 
     def _encoded(self, first: list[str], second: list[str] | None, max_length: int | None = None,
-                 truncation: str | None = None) -> dict:
-        """Token ids (the model's inputs) and lengths; the card's limits by default."""
-        truncation = truncation or (self.card.truncation if self.card else "longest_first")
-        return features.encode(self.tokenizer, first, second, max_length or self.default_max_length(), truncation)
+                 truncation: str | None = None, head_tokens: int | float | None = None) -> dict:
+        """Token ids (the model's inputs) and lengths; the card's limits and cut by default."""
+        if truncation is None:
+            truncation, head_tokens = self.cut()
+        return features.encode(self.tokenizer, first, second, max_length or self.default_max_length(), truncation,
+                               head_tokens=head_tokens)
 
     def _probs(self, runner, first: list[str], second: list[str] | None) -> np.ndarray:
         """Probabilities of `runner` on texts, with the card's limits (calibration)."""

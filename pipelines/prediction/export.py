@@ -141,9 +141,9 @@ def verify(reference: Classifier, exported: Classifier, sample: tuple[list[str],
     if not first:
         raise ModelError("the verification sample has no row with text; pass --sample with real rows")
     length = max_length or reference.default_max_length()
-    truncation = reference.card.truncation if reference.card else "longest_first"
-    expected, _ = reference.score(first, second, length, truncation, batch_size)
-    got, _ = exported.score(first, second, length, truncation, batch_size)
+    truncation, head_tokens = reference.cut()
+    expected, _ = reference.score(first, second, length, truncation, batch_size, head_tokens)
+    got, _ = exported.score(first, second, length, truncation, batch_size, head_tokens)
     same = int((expected.argmax(axis=1) == got.argmax(axis=1)).sum())
     return {"rows": len(first), "label_agreement": same / len(first), "labels_identical": same,
             "max_prob_diff": float(np.abs(expected - got).max()), "max_length": length}

@@ -51,7 +51,8 @@ class Plan:
     text_columns: tuple[str, ...]
     label_column: str | None
     max_length: int
-    truncation: str
+    truncation: str | None  # None: no saved card, features.encode's default for the texts
+    head_tokens: int | float | None  # head_tail's split, else None
     batch_size: int
     chunk_size: int
     probs: bool
@@ -76,10 +77,10 @@ def resolve(clf: Classifier, source: Path, target: Path, opts: PredictOptions) -
     clash = [c for c in added if c in columns]
     if clash:
         raise DataError(f"{source} already has column(s) {clash} that predictions add; rename them in the input")
+    truncation, head_tokens = clf.cut()  # the training run's cut, from its saved card
     return Plan(
         text_columns=text_columns, label_column=opts.label_column,
-        max_length=opts.max_length or clf.default_max_length(),
-        truncation=clf.card.truncation if clf.card else "longest_first",
+        max_length=opts.max_length or clf.default_max_length(), truncation=truncation, head_tokens=head_tokens,
         batch_size=opts.batch_size, chunk_size=opts.chunk_size, probs=opts.probs, sep=sep,
         out_sep=tables.sep_for(target) if target.suffix.lower() in (".csv", *tables.TSV_SUFFIXES) else sep,
         encoding=opts.encoding, header=tuple(columns + added),

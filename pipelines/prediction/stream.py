@@ -221,7 +221,7 @@ def _chunk_rows(clf: Classifier, frame: pd.DataFrame, plan: Plan, tally: Tally) 
     pair = len(plan.text_columns) == 2
     before = clf.rescored
     probs, truncated = clf.score([texts[i][0] for i in ok], [texts[i][1] for i in ok] if pair else None,
-                                 plan.max_length, plan.truncation, plan.batch_size)
+                                 plan.max_length, plan.truncation, plan.batch_size, plan.head_tokens)
     best = probs.argmax(axis=1)
     width = 2 + (len(clf.labels) if plan.probs else 0)
     added = [[""] * width + [p] for p in problems]

@@ -259,6 +259,12 @@ def _usage(run: RunFiles, repo_id: str) -> str:
         f'classifier = pipeline("text-classification", model="{repo_id}"{remote})\n'
         f"print(classifier({example}, truncation=True, max_length={length}))\n```"
     )
+    kept = {"tail": "their last tokens", "head_tail": "their first and last tokens (`head_tokens: "
+            f"{run.card.get('head_tokens')}`)"}.get(run.card.get("truncation"))
+    if kept and len(columns) == 1:  # the pipeline's truncation=True keeps the first tokens
+        text += (f"\n\nIn training, texts longer than {length} tokens kept {kept}; the pipeline above keeps "
+                 "their first tokens. cardtune's `scripts/predict.py` reads `task_card.yaml` and cuts long texts "
+                 "as training did.")
     if custom:
         text += (f"\n\nThe head (`{run.config['cardtune_head']}`: {HEADS[run.config['cardtune_head']].help}) is "
                  "not one of transformers' own: its code, `pooled_classifier.py` and `heads.py`, is in this "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,11 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
     trainer.processing_class.save_pretrained(stage)
     header = run_id.card_header(rid)
     header += f"# Resolved task card '{card.name}' (from {card.path}), saved by cardtune {pipelines.__version__}\n"
+    # The max length the model was trained at (--max_length wins over the card's): predictions read
+    # it from here and cut long texts as training did.
+    trained = replace(card, max_length=run.max_length or card.max_length)
     (stage / "task_card.yaml").write_text(
-        header + yaml.safe_dump(card.to_dict(), allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
+        header + yaml.safe_dump(trained.to_dict(), allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
     rows = tables.epoch_rows(result.history)
     tables.write_tables(rows, stage)
     plots.plot_curves(rows, card.select_by, stage / "learning_curve.png")
