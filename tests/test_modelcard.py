@@ -40,7 +40,7 @@ def test_hub_data_card():
         "loss": 0.51234567, "accuracy": 0.8123456789, "matthews_correlation": 0.7, "f1": 0.8}}
     assert "| 2 | contradiction |" in body
     assert "[`nyu-mll/glue (mnli)`](https://huggingface.co/datasets/nyu-mll/glue)" in body
-    assert "| validation | 0.5123 | 0.8123 | 0.7000 | 0.8000 |" in body and "| train | 900 |" in body
+    assert "| validation | this model | 0.5123 | 0.8123 | 0.7000 | 0.8000 |" in body and "| train | 900 |" in body
     assert "| learning rate | 2e-05 |" in body  # not rounded away to 0.0000
     assert "| warmup steps (a value below 1 is a fraction of all steps) | 0.1 |" in body
     assert "| effective batch size | 64 |" in body and "| 1 | 0.9000 |" in body
@@ -72,5 +72,5 @@ def test_every_registered_metric_is_filed_under_its_hub_type_and_name():
     metrics = meta["model-index"][0]["results"][0]["metrics"]
     assert [(m["type"], m["name"], m["value"]) for m in metrics] == [
         ("loss", "Loss", 0.5), ("balanced_accuracy", "Balanced accuracy", 0.75), ("accuracy", "Accuracy", 0.8)]
-    assert "| split | loss | balanced_accuracy | accuracy |" in body
+    assert "| split | model | loss | balanced_accuracy | accuracy |" in body
     assert "best validation `balanced_accuracy`" in body

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,9 @@ def fit(features: np.ndarray, labels: np.ndarray, num_labels: int, seed: int = 0
     if folds >= 2:
         cv = LogisticRegressionCV(Cs=list(C_GRID), cv=folds, scoring="neg_log_loss", max_iter=2000,
                                   random_state=seed)
-        cv.fit(features, labels)
+        with warnings.catch_warnings():  # scikit-learn 1.9 announces 1.10's defaults; the fit is the same
+            warnings.simplefilter("ignore", FutureWarning)
+            cv.fit(features, labels)
         chosen = float(np.atleast_1d(cv.C_)[0])
     else:  # a class with a single row: no folds to choose from
         chosen = 1.0
