@@ -182,7 +182,7 @@ def interrupted(err: KeyboardInterrupt, argv: list[str]) -> str:
     if getattr(err, "db", None) is not None:  # a search, between or inside trials
         return (f"interrupted: {err.finished} of {err.total} trials are finished and kept in {err.db} (the one "
                 f"running is marked failed); continue the search with the same command: "
-                f"`python pipelines/cli/run.py {shlex.join(a for a in argv if a != '--resume')}`")
+                f"`python scripts/run.py {shlex.join(a for a in argv if a != '--resume')}`")
     if getattr(err, "step", None) is None:  # not inside trainer.train: nothing to resume from
         return "interrupted: no new outputs were published (an earlier complete run, if any, is unchanged)"
     stopped = f"interrupted at step {err.step} of {err.max_steps} (epoch {err.epoch:.2f})"
