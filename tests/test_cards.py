@@ -146,4 +146,4 @@ def test_docs_key_table_is_the_one_generated_from_the_declarations():
     page = (ROOT / "docs" / "cards.md").read_text(encoding="utf-8")
     section = page.split("## Writing a card", 1)[1].split("\n## ", 1)[0]
     table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
-    assert table == markdown_table(), "docs/cards.md's key table is stale: paste pipelines.card.keys.markdown_table() there"
+    assert table == markdown_table(), "docs/cards.md's key table is stale: paste keys.markdown_table() there"
