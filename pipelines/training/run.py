@@ -90,9 +90,11 @@ class FrozenEncoder:
 
     def prepare(self, card: TaskCard, run: RunArgs, args: TrainingArguments, classifier: torch.nn.Module,
                 feats: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-        """Warm-start `classifier` and fit the probe (main process) as the run asks; returns report entries."""
+        """Warm-start `classifier` and fit the probe as the run asks; returns report entries."""
         extra: dict[str, Any] = {}
-        if run.baseline == "probe" and args.process_index == 0:
+        # Every process fits it (the same rows, the same result): one process busy alone past the collective
+        # timeout would read as a lost machine to the others.
+        if run.baseline == "probe":
             if self.probe is None:
                 self.probe = probe.baseline(card, freezing.encoder_of(classifier), tokenizer, feats,
                                             self.max_length, args.seed)
