@@ -142,8 +142,8 @@ def test_a_value_set_at_the_top_and_in_defaults_is_an_error(tmp_path):
     assert load_card(str(once)).defaults["max_length"] == 64
 
 
-def test_readme_key_table_is_the_one_generated_from_the_declarations():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Writing a card", 1)[1].split("\n## ", 1)[0]
+def test_docs_key_table_is_the_one_generated_from_the_declarations():
+    page = (ROOT / "docs" / "cards.md").read_text(encoding="utf-8")
+    section = page.split("## Writing a card", 1)[1].split("\n## ", 1)[0]
     table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
-    assert table == markdown_table(), "README's key table is stale: paste pipelines.card.keys.markdown_table() there"
+    assert table == markdown_table(), "docs/cards.md's key table is stale: paste keys.markdown_table() there"
