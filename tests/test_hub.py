@@ -132,7 +132,7 @@ def test_dry_run_is_the_upload_with_a_parseable_card(pushed_run, dry_run):
     summary = read_json(out / "metrics.json")
     assert "| 0 | neg |" in body and "| 1 | pos |" in body and "| train | 48 |" in body
     assert (out / "epochs.md").read_text(encoding="utf-8").strip() in body
-    assert f"| test | {summary['test']['loss']:.4f} |" in body
+    assert f"| test | this model | {summary['test']['loss']:.4f} |" in body
     assert "| learning rate | 0.001 |" in body and "| seed | 42 |" in body and "| max_length (tokens) | 32 |" in body
 
 
@@ -250,7 +250,7 @@ def test_bad_output_dirs_and_repo_ids_are_one_line(pushed_run, tmp_path, capsys)
     (partial / "model.safetensors").unlink()
     cases = [
         ([str(unfinished), "--hub-model-id", REPO], "has no metrics.json: the run did not finish"),
-        ([str(partial), "--hub-model-id", REPO], "is incomplete: missing model.safetensors"),
+        ([str(partial), "--hub-model-id", REPO], "has no weights file (model.safetensors"),
         ([str(tmp_path / "nope"), "--hub-model-id", REPO], "is not a directory"),
         ([str(out)], "--hub-model-id is required"),
         ([str(out), "--hub-model-id", "alice"], "'alice' is not a Hub repository id: expected USER/NAME"),
