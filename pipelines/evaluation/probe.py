@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 C_GRID = tuple(float(c) for c in np.logspace(-2, 3, 11))
 
 
+def _sentence_vectors(encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    """The encoder's normalised mean embeddings of one padded batch (heads.masked_mean, as the `mean` head reads)."""
+    from pipelines.modeling.heads import masked_mean
+
+    mean = masked_mean(encoder(**batch), batch["attention_mask"])
+    return torch.nn.functional.normalize(mean.float(), dim=-1).numpy()
+
+
 @torch.inference_mode()
 def embed(
     encoder: torch.nn.Module,
@@ -34,22 +42,13 @@ def embed(
 ) -> np.ndarray:
     """L2-normalised masked-mean embeddings of `texts`, in input order (batches sorted by length)."""
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), 0), dtype=np.float32)
-    chunks = []
+    out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
     was_training = encoder.training
     encoder.eval()
     for start in range(0, len(texts), batch_size):
-        idx = order[start:start + batch_size]
-        batch = encode([texts[i] for i in idx])
-        hidden = encoder(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        chunks.append(torch.nn.functional.normalize(mean.float(), dim=-1).numpy())
+        rows = order[start:start + batch_size]
+        out[rows] = _sentence_vectors(encoder, encode([texts[i] for i in rows]))
     encoder.train(was_training)
-    if chunks:
-        stacked = np.concatenate(chunks)
-        out = np.empty_like(stacked)
-        out[order] = stacked
     return out
 
 
@@ -65,6 +64,7 @@ class Probe:
     classifier: Any  # sklearn LogisticRegression
     C: float
     seconds: float
+    num_labels: int
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities with one column per label id (labels absent from training get 0)."""
@@ -72,10 +72,6 @@ class Probe:
         full = np.zeros((len(features), self.num_labels))
         full[:, self.classifier.classes_] = probs
         return full
-
-    @property
-    def num_labels(self) -> int:
-        return int(getattr(self, "_num_labels", len(self.classifier.classes_)))
 
 
 def fit(features: np.ndarray, labels: np.ndarray, num_labels: int, seed: int = 0) -> Probe:
@@ -94,9 +90,7 @@ def fit(features: np.ndarray, labels: np.ndarray, num_labels: int, seed: int = 0
     else:  # a class with a single row: no folds to choose from
         chosen = 1.0
     clf = LogisticRegression(C=chosen, max_iter=2000, random_state=seed).fit(features, labels)
-    probe = Probe(clf, chosen, time.perf_counter() - start)
-    probe._num_labels = num_labels
-    return probe
+    return Probe(clf, chosen, time.perf_counter() - start, num_labels)
 
 
 FEATURES = {False: "masked mean of the token vectors, L2-normalised",
@@ -112,10 +106,7 @@ def token_means(encoder: torch.nn.Module, ds: Any, tokenizer: Any, batch_size: i
     was_training = encoder.training
     encoder.eval()
     for rows, batch in features.length_batches(ds, tokenizer, batch_size):
-        hidden = encoder(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out[rows] = torch.nn.functional.normalize(mean.float(), dim=-1).numpy()
+        out[rows] = _sentence_vectors(encoder, batch)
     encoder.train(was_training)
     return out
 
