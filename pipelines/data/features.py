@@ -73,7 +73,7 @@ def encode_proportional(
     enc_a = tokenizer(first, add_special_tokens=False, truncation=False).encodings
     enc_b = tokenizer(second, add_special_tokens=False, truncation=False).encodings
     process = tokenizer.backend_tokenizer.post_processor.process
-    out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": [], "truncated": []}
+    merged, cuts = [], []
     for a, b in zip(enc_a, enc_b):
         la, lb = len(a.ids), len(b.ids)
         cut = la + lb > budget
@@ -81,11 +81,15 @@ def encode_proportional(
             keep_a = round(budget * la / (la + lb))
             a.truncate(keep_a)
             b.truncate(budget - keep_a)
-        merged = process(a, b, add_special_tokens=True)
-        out["input_ids"].append(merged.ids)
-        out["token_type_ids"].append(merged.type_ids)
-        out["attention_mask"].append(merged.attention_mask)
-        out["truncated"].append(cut)
+        merged.append(process(a, b, add_special_tokens=True))
+        cuts.append(cut)
+    return _features(tokenizer, merged, cuts)
+
+
+def _features(tokenizer: PreTrainedTokenizerBase, encodings: list[Encoding], cuts: list[bool]) -> dict[str, list]:
+    """The model inputs of encodings cut by hand, and whether each was cut."""
+    out = {"input_ids": [e.ids for e in encodings], "token_type_ids": [e.type_ids for e in encodings],
+           "attention_mask": [e.attention_mask for e in encodings], "truncated": cuts}
     if "token_type_ids" not in tokenizer.model_input_names:
         del out["token_type_ids"]
     return out
@@ -108,20 +112,15 @@ def encode_ends(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     keep_head = head_split(budget, head)
     post = tokenizer.backend_tokenizer.post_processor
-    out: dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": [], "truncated": []}
+    done, cuts = [], []
     # verbose=False: no "longer than the maximum length" warning for texts this function cuts
     for enc in tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False).encodings:
         cut = len(enc.ids) > budget
         if cut:
             enc = _ends(enc, keep_head, budget - keep_head)
-        done = post.process(enc, None, add_special_tokens=True) if post is not None else enc
-        out["input_ids"].append(done.ids)
-        out["token_type_ids"].append(done.type_ids)
-        out["attention_mask"].append(done.attention_mask)
-        out["truncated"].append(cut)
-    if "token_type_ids" not in tokenizer.model_input_names:
-        del out["token_type_ids"]
-    return out
+        done.append(post.process(enc, None, add_special_tokens=True) if post is not None else enc)
+        cuts.append(cut)
+    return _features(tokenizer, done, cuts)
 
 
 def _ends(enc: Encoding, head: int, tail: int) -> Encoding:
