@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import ROOT
 
 
@@ -55,3 +56,33 @@ def test_card_imports_nothing_from_modeling():
     pattern = re.compile(r"^\s*(from|import)\s+pipelines\.modeling\b|^\s*from\s+pipelines\s+import\s+modeling\b", re.M)
     offenders = [p.name for p in (ROOT / "pipelines" / "card").rglob("*.py") if pattern.search(p.read_text("utf-8"))]
     assert not offenders, f"pipelines/card/ imports pipelines.modeling in {offenders}"
+
+
+def test_shipped_cards_are_package_data_of_pipelines():
+    # The same path however cardtune was installed: a wheel holds the folder, a checkout links it.
+    from importlib.resources import files
+
+    from pipelines.card.shipped import CARDS_DIR
+
+    cards = files("pipelines") / "task_cards"
+    assert (cards / "cola.yaml").is_file() and CARDS_DIR.samefile(str(cards))
+
+
+def test_scripts_is_not_an_importable_package():
+    with pytest.raises(ImportError, match="pipelines.cli"):
+        import scripts  # noqa: F401
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_one_package_with_the_cards_inside(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"pipelines"}
+    assert "pipelines/task_cards/cola.yaml" in names and "pipelines/task_cards/samples/cola.jsonl" in names
+    assert "pipelines/cli/run.py" in names

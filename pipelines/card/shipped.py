@@ -1,16 +1,16 @@
-"""Where the shipped cards are.
+"""Where the shipped cards are: the package data `pipelines.task_cards`.
 
-The repository keeps them in its top-level `task_cards/`; a wheel installs that folder as the package
-data `pipelines/task_cards/` (setup.cfg maps it there), so nothing but `pipelines` lands in
-site-packages. An editable install or a checkout on PYTHONPATH reads the repository's folder.
+The repository keeps the cards in its top-level `task_cards/`. A wheel installs that folder inside the
+package (setup.cfg's package_dir maps it there), and in a checkout or an editable install
+`pipelines/task_cards` is a symlink to it, so `importlib.resources.files("pipelines") / "task_cards"` is the
+one way to reach the cards however cardtune was installed, and nothing but `pipelines` lands in
+site-packages.
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parents[1]
-# Installed from a wheel: inside the package. From a checkout: beside it.
-CARDS_DIR = next((d for d in (_PACKAGE / "task_cards", _PACKAGE.parent / "task_cards") if d.is_dir()),
-                 _PACKAGE / "task_cards")
+CARDS_DIR = Path(str(files("pipelines") / "task_cards"))
 SAMPLES_DIR = CARDS_DIR / "samples"
