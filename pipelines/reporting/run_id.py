@@ -1,10 +1,11 @@
 """Which run wrote an output directory, and whether every file in it is from that run.
 
 Each run gets a run id, written into metrics.json, run_config.json, config.json
-(`cardtune_run_id`) and the header of task_card.yaml, and a manifest `run.json` listing every
-file of the run with its size and SHA-256. Publishing removes the previous run's metrics.json and
-run.json first and moves the new ones in last, so at any moment the folder is the previous
-complete run, the new complete run, or visibly incomplete (no metrics.json). `verify` is what
+(`cardtune_run_id`) and the header of task_card.yaml, and its folder is sealed (`pipelines.sealing`)
+with the manifest `run.json` (the name users' output folders carry), listing every file of the run
+with its size and SHA-256. Publishing removes the previous run's metrics.json and run.json first
+and moves the new ones in last, so at any moment the folder is the previous complete run, the new
+complete run, or visibly incomplete (no metrics.json). `verify` is what
 push.py, predict.py and the model card check before trusting a folder; it covers the files that
 are published or used, not the reports for people (`staging.NOTES`) a user may annotate. An export
 folder (scripts/export.py) carries a manifest of its own kind, with the run id of its source.
@@ -13,15 +14,13 @@ folder (scripts/export.py) carries a manifest of its own kind, with the run id o
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from pipelines import filesystem
+from pipelines import sealing
 from pipelines.errors import CardtuneError
-from pipelines.filesystem import sha256
 
 MANIFEST = "run.json"
 METRICS = "metrics.json"
@@ -47,56 +46,47 @@ def card_header(run_id: str) -> str:
 
 
 def seal(stage: Path, run_id: str | None = None, kind: str = "run") -> str | None:
-    """Write `run.json` for the files staged in `stage`: the run id (of the staged metrics.json
-    unless given), each file's size and SHA-256. Files are made readable like any other output
-    (0644 under the usual umask: safetensors writes 0600) and synced, so the manifest never precedes
-    its files. `kind`: "run", or "export" for a folder of scripts/export.py (which carries the run
-    id of the run it was exported from, or None)."""
+    """Seal the files staged in `stage` (`pipelines.sealing`) with `run.json`: the run id (of the
+    staged metrics.json unless given), each file's size and SHA-256. `kind`: "run", or "export" for
+    a folder of scripts/export.py (which carries the run id of the run it was exported from, or None)."""
     if kind == "run":
         run_id = json.loads((stage / METRICS).read_text(encoding="utf-8")).get("run_id") or new_run_id()
-    mode = _file_mode()
-    files = {}
-    for item in sorted(p for p in stage.iterdir() if p.is_file() and p.name != MANIFEST):
-        os.chmod(item, mode)
-        filesystem.fsync(item)
-        files[item.name] = {"bytes": item.stat().st_size, "sha256": sha256(item)}
-    manifest = stage / MANIFEST
-    record = {"run_id": run_id, "files": files} if kind == "run" else {"run_id": run_id, "kind": kind, "files": files}
-    manifest.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.chmod(manifest, mode)
-    filesystem.fsync(manifest)
+    sealing.write(stage, MANIFEST, {"run_id": run_id} if kind == "run" else {"run_id": run_id, "kind": kind})
     return run_id
 
 
 def listed(out: Path) -> set[str]:
     """The files the run in `out` published, by its manifest (empty without one)."""
-    return set((_read_json(out / MANIFEST) or {}).get("files") or {})
+    try:
+        return set(sealing.read(out, MANIFEST)[sealing.FILES])
+    except sealing.Unsealed:
+        return set()
 
 
 def verify(out: Path, hashes: bool = True) -> str | None:
     """Raise `MixedRunError` unless `out` holds one complete run; returns its run id (None for a
     folder written before run ids, or a model folder cardtune did not write)."""
-    manifest = _read_json(out / MANIFEST)
-    metrics = _read_json(out / METRICS)
-    if manifest is None:
+    try:
+        manifest = sealing.read(out, MANIFEST)
+    except sealing.Unsealed as err:
+        if err.flaw.kind != "no manifest":
+            raise _mixed(out, str(err.flaw)) from None
+        metrics = _read_json(out / METRICS)
         stamped = metrics is not None and "run_id" in metrics
         if stamped or (metrics is None and _has_run_files(out)):
-            raise MixedRunError(f"{out} holds an incomplete run (no {MANIFEST}: the run that wrote it stopped "
-                                "before it finished publishing); rerun it, or pass the folder of a finished run")
+            raise MixedRunError(f"{out} holds an incomplete run (no {MANIFEST}: the run that wrote it stopped before "
+                                "it finished publishing); rerun it, or pass the folder of a finished run") from None
         return None
     run_id = manifest.get("run_id")
-    files = manifest.get("files") or {}
+    files = manifest[sealing.FILES]
     from pipelines.reporting.staging import NOTES
 
-    for name, record in files.items():
-        if name in NOTES:
-            continue
-        problem = _file_problem(out / name, record, hashes)
-        if problem and manifest.get("kind") == "export":
-            raise MixedRunError(f"{out} is a damaged export ({name} {problem.replace('the run', 'the export')}): "
-                                "copy it again, or export again with scripts/export.py")
-        if problem:
-            raise _mixed(out, f"{name} {problem}")
+    flaw = sealing.check(out, MANIFEST, manifest, hashes=hashes, skip=NOTES)
+    if flaw and manifest.get("kind") == "export":
+        raise MixedRunError(f"{out} is a damaged export ({flaw.name} {_said(flaw, 'the export')}): "
+                            "copy it again, or export again with scripts/export.py")
+    if flaw:
+        raise _mixed(out, f"{flaw.name} {_said(flaw, 'the run')}")
     stray = [n for n in _run_artefacts(out) if n not in files]
     if stray:
         raise _mixed(out, f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not part of run {run_id}")
@@ -139,14 +129,13 @@ def _mixed(out: Path, detail: str) -> MixedRunError:
                          "folder of a finished run")
 
 
-def _file_problem(path: Path, record: dict[str, Any], hashes: bool) -> str | None:
-    if not path.is_file():
-        return "is missing"
-    if path.stat().st_size != record.get("bytes"):
-        return f"has {path.stat().st_size} bytes, the run wrote {record.get('bytes')}"
-    if hashes and sha256(path) != record.get("sha256"):
-        return "differs from the file the run wrote (SHA-256)"
-    return None
+def _said(flaw: sealing.Flaw, writer: str) -> str:
+    """A file's flaw as a run's messages put it: by who wrote the file (the run, or the export)."""
+    if flaw.kind == "size":
+        return f"has {flaw.found} bytes, {writer} wrote {flaw.expected}"
+    if flaw.kind == "content":
+        return f"differs from the file {writer} wrote (SHA-256)"
+    return "is missing"  # the only other flaw of a file when extra files are allowed
 
 
 def _run_artefacts(out: Path) -> list[str]:
@@ -171,10 +160,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return {}  # present but unreadable: compared as "no run id", so it counts as a mismatch
     return data if isinstance(data, dict) else {}
-
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-

@@ -1,9 +1,10 @@
 """Checkpoints that prove what they are: complete, undamaged, and from this run.
 
-Every checkpoint cardtune saves gets `cardtune_checkpoint.json`, written last: a fingerprint of
-what decides the result (card, tokenized data, base model, result-changing settings) and the size
-and SHA-256 of each file. A save cut short (full disk, Ctrl-C, kill) has no record, or a record
-its files do not match, and `--resume` skips it; a checkpoint of another run is refused.
+Every checkpoint cardtune saves is sealed (`pipelines.sealing`) with `cardtune_checkpoint.json`,
+written last: a fingerprint of what decides the result (card, tokenized data, base model,
+result-changing settings) and the size and SHA-256 of each file. A save cut short (full disk,
+Ctrl-C, kill) has no record, or a record its files do not match, and `--resume` skips it; a
+checkpoint of another run is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pyarrow.compute as pc
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import rotate_checkpoints
 
-from pipelines import filesystem
+from pipelines import filesystem, sealing
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.filesystem import WriteError, is_write_failure, sha256
@@ -129,48 +130,34 @@ def _barrier() -> None:
 
 
 def seal(folder: Path, fp: dict[str, Any], session: str | None = None) -> None:
-    """Write the record of a complete checkpoint (atomically, after every file is on disk);
-    `session`: the run's TensorBoard folder, which a resumed run continues."""
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(RECORD)):
-        files[str(path.relative_to(folder))] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
-    tmp = folder / f"{RECORD}.tmp"
-    tmp.write_text(json.dumps({"fingerprint": fp, "files": files, "session": session}, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / RECORD)
+    """Seal a complete checkpoint (`pipelines.sealing`, after every file is on disk) with the run's
+    fingerprint; `session`: the run's TensorBoard folder, which a resumed run continues."""
+    sealing.write(folder, RECORD, {"fingerprint": fp, "session": session})
+
+
+def _record(folder: str | Path) -> dict[str, Any]:
+    """The checkpoint's record (raises `sealing.Unsealed` when it has none or it is unreadable)."""
+    return sealing.read(Path(folder), RECORD)
 
 
 def session(folder: str | Path) -> str | None:
     """The TensorBoard folder recorded in a checkpoint (None when it has none)."""
     try:
-        return json.loads((Path(folder) / RECORD).read_text(encoding="utf-8")).get("session")
-    except (OSError, ValueError, AttributeError):
+        return _record(folder).get("session")
+    except sealing.Unsealed:
         return None
 
 
 def problem(folder: Path) -> str | None:
-    """Why `folder` is not a complete checkpoint (None when it is)."""
-    try:
-        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
-        files = record["files"]
-    except FileNotFoundError:
-        return f"no {RECORD}: its save was cut short, or an older cardtune wrote it"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{RECORD} is unreadable"
-    for name, expected in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        size = path.stat().st_size
-        if size != expected["bytes"]:
-            return f"{name} is cut or changed ({size} bytes, {expected['bytes']} saved)"
-        if sha256(path) != expected["sha256"]:
-            return f"{name} is corrupt (its content changed after the save)"
-    return None
+    """Why `folder` is not a complete checkpoint (None when it is); files a checkpoint gains after
+    its save are not checked."""
+    flaw = sealing.check(folder, RECORD)
+    return None if flaw is None else str(flaw)
 
 
 def changes(folder: Path, fp: dict[str, Any]) -> list[str]:
     """What differs between the run that saved `folder` and the fingerprint `fp`."""
-    saved = json.loads((folder / RECORD).read_text(encoding="utf-8")).get("fingerprint") or {}
+    saved = _record(folder).get("fingerprint") or {}
     changed = [part for part in ("card", "data", "model") if saved.get(part) != fp.get(part)]
     old, new = saved.get("settings") or {}, fp.get("settings") or {}
     return changed + sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -3,15 +3,16 @@
 Layout (`$CARDTUNE_CACHE`, else `~/.cache/cardtune`)::
 
     models/<name>-<source version>/        a plain Hugging Face folder
-    models/<name>-<source version>/cardtune-manifest.json   size + sha256 of every other file
+    models/<name>-<source version>/cardtune-manifest.json   its seal: size + sha256 of every other file
     models/.<name>-<source version>.lock   flock'ed while checking or building
     models/.<name>-<source version>.tmp-*  a build in progress (renamed into place when complete)
 
-A folder is built in a temporary sibling and renamed into place only after its manifest, written
-last, is on disk, so a folder without a manifest is always a partial or tampered one. Checks:
-the file list and sizes on every reuse (stat calls only), and the full sha256 once per process
-and folder (hashlib reads ~1.5 GB/s here: ~0.3 s for the 470 MB multilingual model, small next
-to loading it) and again whenever a file's size, mtime or inode changed since.
+A folder is built in a temporary sibling and renamed into place only after it is sealed
+(`pipelines.sealing`: the manifest, written last, is on disk), so a folder without a manifest is always
+a partial or tampered one. Checks: the file list and sizes on every reuse (stat calls only), and the
+full sha256 once per process and folder (hashlib reads ~1.5 GB/s here: ~0.3 s for the 470 MB
+multilingual model, small next to loading it) and again whenever a file's size, mtime or inode
+changed since.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -27,10 +27,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipelines import filesystem
+from pipelines import filesystem, sealing
 
 log = logging.getLogger(__name__)
 
+# The seal's name and layout that prepared folders on users' disks carry (another name would
+# rebuild every prepared model once).
 MANIFEST = "cardtune-manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -49,27 +51,9 @@ def models_dir() -> Path:
     return cache_root() / "models"
 
 
-
-def _files(folder: Path) -> list[Path]:
-    """Every regular file under `folder` except the manifest, sorted by relative path."""
-    out = [p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST]
-    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
-
-
 def write_manifest(folder: Path, recipe: str) -> dict:
-    """fsync every file, then write the manifest (sorted keys, no timestamps: same bytes every time)."""
-    files = {}
-    for path in _files(folder):
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())  # data on disk before the manifest vouches for it
-        files[path.relative_to(folder).as_posix()] = {"bytes": path.stat().st_size, "sha256": filesystem.sha256(path)}
-    manifest = {"format": MANIFEST_FORMAT, "recipe": recipe, "files": files}
-    target = folder / MANIFEST
-    with open(target, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return manifest
+    """Seal a freshly built folder (`pipelines.sealing`) with the recipe that made it."""
+    return sealing.write(folder, MANIFEST, {"format": MANIFEST_FORMAT, "recipe": recipe})
 
 
 def _fingerprint(folder: Path, names: list[str]) -> tuple:
@@ -80,35 +64,28 @@ def _fingerprint(folder: Path, names: list[str]) -> tuple:
 def check(folder: Path, recipe: str, full: bool | None = None) -> str | None:
     """None if `folder` is complete and intact, else why not (one line).
 
+    Exact: a file the manifest does not list makes the folder untrusted too (loaders may pick it up).
     `full`: True always hashes, False never, None (default) hashes once per process and
     whenever a file's stat fingerprint changed.
     """
     if not folder.is_dir():
         return "not prepared yet"
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        expected = {name: (int(info["bytes"]), str(info["sha256"])) for name, info in manifest["files"].items()}
-        old_recipe = manifest["recipe"]
-    except FileNotFoundError:
-        return "partial preparation (no manifest)"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        return f"unreadable manifest ({type(err).__name__})"
-    if old_recipe != recipe:
-        return f"prepared by another recipe ({old_recipe!r}, now {recipe!r})"
-    present = {p.relative_to(folder).as_posix(): p for p in _files(folder)}
-    if set(present) != set(expected):
-        missing, extra = sorted(set(expected) - set(present)), sorted(set(present) - set(expected))
-        return f"files differ from the manifest (missing {missing[:3]}, unexpected {extra[:3]})"
-    for name, (size, _) in expected.items():
-        if present[name].stat().st_size != size:
-            return f"{name} has {present[name].stat().st_size} bytes, the manifest says {size}"
-    key = (str(folder), _fingerprint(folder, sorted(expected)))
+        manifest = sealing.read(folder, MANIFEST)
+    except sealing.Unsealed as err:
+        return f"partial or damaged preparation ({err.flaw})"
+    if manifest.get("recipe") != recipe:
+        return f"prepared by another recipe ({manifest.get('recipe')!r}, now {recipe!r})"
+    flaw = sealing.check(folder, MANIFEST, manifest, hashes=False, exact=True)
+    if flaw is not None:
+        return str(flaw)
+    key = (str(folder), _fingerprint(folder, sorted(manifest[sealing.FILES])))
     if full is False or (full is None and key in _verified):
         return None
     log.debug("checking the sha256 of every file in %s", folder)
-    for name, (_, digest) in sorted(expected.items()):
-        if filesystem.sha256(present[name]) != digest:
-            return f"{name} does not match its sha256 in the manifest"
+    flaw = sealing.check(folder, MANIFEST, manifest, exact=True)
+    if flaw is not None:
+        return str(flaw)
     _verified.add(key)
     return None
 
