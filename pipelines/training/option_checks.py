@@ -149,7 +149,8 @@ def _source(key: str, card: TaskCard, argv: list[str]) -> str:
 
 def _check_length(card: TaskCard, run: RunArgs, argv: list[str]) -> None:
     """The token limit against the model's: longer inputs would crash in the position embeddings."""
-    name = offline.choose(run.model, card.language).name  # the model the run will use (run.model may be unset)
+    # the model the run will use (run.model may be unset)
+    name = offline.choose(run.model, card.language, card.model).name
     limit = model_token_limit(name)
     length = run.max_length or card.max_length
     if limit is not None and length > limit:

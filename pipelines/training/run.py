@@ -40,7 +40,7 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str,
     if run.search is not None:
         search.check_ready(card, run)
     threads = hardware.configure_threads(run.threads)
-    choice = offline.choose(run.model, card.language)
+    choice = offline.choose(run.model, card.language, card.model)
     log.info("model %s (%s)", choice.name, choice.reason)
     run = dataclasses.replace(run, model=choice.name, head=run.head or default_head(choice, run.online))
     data = load_splits(card, run.data_dir, run.online)
