@@ -58,13 +58,15 @@ def list_models() -> str:
 
 
 def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
-    """HfArgumentParser over RunArgs + TrainingArguments, with the card's defaults applied."""
-    from transformers import HfArgumentParser, TrainingArguments
+    """HfArgumentParser over RunArgs + TrainingArguments (their facts in --help), with the card's defaults applied."""
+    from transformers import TrainingArguments
 
+    from pipelines.cli._parser import OptionParser
     from pipelines.training.arguments import card_settings
-    from pipelines.training.options import RunArgs
+    from pipelines.training.options import TRAINING_ARGUMENTS, RunArgs
 
-    parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
+    parser = OptionParser((RunArgs, TrainingArguments), facts=TRAINING_ARGUMENTS, prog="run.py",
+                          description=__doc__.split("\n")[0])
     one_line_errors(parser)
     # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
     parser.add_argument("--hub-private", "--hub_private", dest="hub_private_repo", action="store_const", const=True,

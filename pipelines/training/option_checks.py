@@ -4,52 +4,27 @@ card's `defaults`: one line that names the option, the value and what is accepte
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.modeling import loading, model_folder, offline
-from pipelines.training.options import RunArgs
+from pipelines.option_fields import Range
+from pipelines.training.options import RunArgs, ranges
 
-# option -> (lowest, highest, lowest included, highest included); None: no bound
-RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "max_length": (1, None, True, True),
-    "threads": (1, None, True, True),
-    "head_hidden": (1, None, True, True),
-    "trainable_layers": (1, None, True, True),
-    "early_stopping_patience": (1, None, True, True),
-    "classifier_dropout": (0, 1, True, False),
-    "layerwise_lr_decay": (0, 1, False, True),
-    "learning_rate": (0, None, True, True),
-    "num_train_epochs": (0, None, True, True),
-    "per_device_train_batch_size": (1, None, True, True),
-    "per_device_eval_batch_size": (1, None, True, True),
-    "gradient_accumulation_steps": (1, None, True, True),
-    "weight_decay": (0, None, True, True),
-    "warmup_steps": (0, None, True, True),
-    "label_smoothing_factor": (0, 1, True, False),
-    "max_grad_norm": (0, None, True, True),
-    "adam_beta1": (0, 1, True, False),
-    "adam_beta2": (0, 1, True, False),
-    "adam_epsilon": (0, None, False, True),
-    "seed": (0, 2**32 - 1, True, True),
-    "eval_steps": (0, None, False, True),
-    "save_steps": (0, None, False, True),
-    "logging_steps": (0, None, False, True),
-}
+# option -> accepted range, read from the options' declarations (training/options.py)
+RANGES: dict[str, Range] = ranges()
 
 
 def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]) -> None:
     """Raise a `CardtuneError` for the first value no run could use."""
     values = {**vars(run), **{k: getattr(args, k, None) for k in RANGES if hasattr(args, k)}}
-    for key, bounds in RANGES.items():
+    for key, accepted in RANGES.items():
         value = values.get(key)
         if value is not None and not isinstance(value, bool):
-            problem = _out_of_range(value, *bounds)
+            problem = accepted.problem(value)
             if problem:
                 raise CardtuneError(f"{_source(key, card, argv)} {value}: {problem}")
     if args.max_steps == 0 or args.max_steps < -1:
@@ -76,7 +51,7 @@ def parse_seeds(spec: str | None, source: str = "--seeds") -> list[int]:
     """'1,2,3' -> [1, 2, 3]: distinct seeds, each in the range of `--seed`."""
     if not spec:
         return []
-    low, high = int(RANGES["seed"][0]), int(RANGES["seed"][1])
+    low, high = RANGES["seed"].whole_bounds()
     try:
         seeds = [int(s) for s in str(spec).split(",") if s.strip()]
     except ValueError:
@@ -113,26 +88,6 @@ def check_report_to(report_to: str | list[str] | None, source: str = "--report_t
                                 f"of {', '.join(known)} (or all, none)")
     tracking.check_backends(names)
     return list(dict.fromkeys(names))
-
-
-def _out_of_range(value: Any, low: float | None, high: float | None, low_in: bool, high_in: bool) -> str | None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "expected a finite number"
-    too_low = low is not None and (value < low or (value == low and not low_in))
-    too_high = high is not None and (value > high or (value == high and not high_in))
-    if not (too_low or too_high):
-        return None
-    parts = []
-    if low is not None:
-        parts.append(f"{'at least' if low_in else 'above'} {_show(low)}")
-    if high is not None:
-        parts.append(f"{'at most' if high_in else 'below'} {_show(high)}")
-    kind = "a whole number" if isinstance(value, int) else "a number"
-    return f"expected {kind} of {' and '.join(parts)}"
-
-
-def _show(bound: float) -> str:
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 def _source(key: str, card: TaskCard, argv: list[str]) -> str:
