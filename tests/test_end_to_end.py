@@ -30,7 +30,7 @@ def test_cola_slice_with_the_offline_model(tmp_path):
     assert code == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["model"] == "minilm"
-    assert summary["model_reason"].startswith("chosen by the card's language: English-only card")
+    assert summary["model_reason"].startswith("chosen by the card's language: the default model for en")
     assert summary["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert summary["data"] == {"kind": "local", "where": str(tmp_path / "cola"), "notes": summary["data"]["notes"],
                                "sizes": {"train": 160, "validation": 64}}

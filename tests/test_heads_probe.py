@@ -96,6 +96,40 @@ def test_warm_start_puts_the_logistic_regression_fit_into_the_head(tiny_model):
     assert warm.train_accuracy == pytest.approx(float((reference.argmax(1) == np.asarray(train["label"])).mean()))
 
 
+def test_the_probe_and_the_mean_heads_warm_start_share_one_forward_pass(tiny_model, monkeypatch):
+    import datasets
+    from transformers import AutoTokenizer
+
+    from pipelines.card.cards import TaskCard  # noqa: F401  (the card module loads the schema first)
+    from pipelines.data import features
+    from pipelines.evaluation import probe
+    from pipelines.training import warm_start
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    texts = [f"the movie was {'good great fun' if i % 2 else 'bad terrible boring'} {i}" for i in range(30)]
+    train = datasets.Dataset.from_dict({**features.encode(tok, texts, None, 32), "label": [i % 2 for i in range(30)]})
+    model = _mean_classifier(tiny_model)
+    # the shortcut's premise: the mean head's last layer reads exactly the raw mean embeddings
+    np.testing.assert_allclose(probe.token_means(model.encoder, train, tok, normalize=False),
+                               warm_start.head_inputs(model, train, tok), atol=1e-5)
+    np.testing.assert_allclose(probe.normalized(probe.token_means(model.encoder, train, tok, normalize=False)),
+                               probe.token_means(model.encoder, train, tok), atol=1e-6)
+    passes = []
+    real = probe.token_means
+    monkeypatch.setattr(probe, "token_means", lambda *a, **k: passes.append(1) or real(*a, **k))
+    monkeypatch.setattr(warm_start, "head_inputs", lambda *a, **k: pytest.fail("a second pass over train"))
+    card = type("Card", (), {"is_pair": False, "labels": ["neg", "pos"], "metrics": ["accuracy"],
+                             "select_by": "accuracy", "text_columns": ["text"]})()
+    run = type("Run", (), {"baseline": "probe", "warm_start": True, "resume": False, "head": "mean",
+                           "head_hidden": None})()
+    args = type("Args", (), {"seed": 0})()
+    frozen = training_run.FrozenEncoder(32)
+    extra = frozen.prepare(card, run, args, model, datasets.DatasetDict(train=train, validation=train), tok)
+    assert len(passes) == 2 and set(extra) == {"probe", "warm_start"}  # train and validation, once each
+    frozen.prepare(card, run, args, _mean_classifier(tiny_model), datasets.DatasetDict(train=train), tok)
+    assert len(passes) == 2  # a second seed reuses everything
+
+
 def test_the_verdict_warns_only_when_the_probe_is_not_beaten():
     from pipelines.evaluation import probe
 

@@ -302,3 +302,14 @@ def test_listing_rows():
     assert set(rows) == {"minilm", "multilingual-e5-small", "mpnet-base"}
     assert rows["minilm"]["languages"] == "en" and "ko" in rows["multilingual-e5-small"]["languages"]
     assert all(set(r) >= {"languages", "size", "license", "installed", "install"} for r in rows.values())
+
+
+def test_each_language_default_is_declared_once_on_the_model_list():
+    # The model list is the one place: every shipped model's claims, no language claimed twice, one fallback.
+    claims = [code for m in offline.OFFLINE_MODELS for code in m.default_for]
+    assert len(claims) == len(set(claims)) and claims.count("*") == 1
+    for m in offline.OFFLINE_MODELS:
+        for code in m.default_for:
+            if code != "*":
+                assert code in m.languages and offline.default_for((code,))[0] == m.name
+    assert offline.default_model() == offline.default_for(("en",))[0]

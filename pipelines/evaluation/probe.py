@@ -25,12 +25,18 @@ log = logging.getLogger(__name__)
 C_GRID = tuple(float(c) for c in np.logspace(-2, 3, 11))
 
 
-def _sentence_vectors(encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
-    """The encoder's normalised mean embeddings of one padded batch (heads.masked_mean, as the `mean` head reads)."""
+def _sentence_vectors(encoder: torch.nn.Module, batch: dict[str, torch.Tensor], normalize: bool = True) -> np.ndarray:
+    """The encoder's mean embeddings of one padded batch (heads.masked_mean, as the `mean` head reads),
+    L2-normalised unless asked not to."""
     from pipelines.modeling.heads import masked_mean
 
-    mean = masked_mean(encoder(**batch), batch["attention_mask"])
-    return torch.nn.functional.normalize(mean.float(), dim=-1).numpy()
+    mean = masked_mean(encoder(**batch), batch["attention_mask"]).float()
+    return (torch.nn.functional.normalize(mean, dim=-1) if normalize else mean).numpy()
+
+
+def normalized(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (as torch.nn.functional.normalize does)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 @torch.inference_mode()
@@ -98,23 +104,29 @@ FEATURES = {False: "masked mean of the token vectors, L2-normalised",
 
 
 @torch.inference_mode()
-def token_means(encoder: torch.nn.Module, ds: Any, tokenizer: Any, batch_size: int = 64) -> np.ndarray:
-    """Normalised masked-mean embeddings of a tokenized split (the run's own inputs), in row order."""
+def token_means(encoder: torch.nn.Module, ds: Any, tokenizer: Any, batch_size: int = 64,
+                normalize: bool = True) -> np.ndarray:
+    """Masked-mean embeddings of a tokenized split (the run's own inputs), in row order; normalised unless asked
+    not to (the `mean` head's warm start reads them raw)."""
     from pipelines.data import features
 
     out = np.zeros((len(ds), encoder.config.hidden_size), dtype=np.float32)
     was_training = encoder.training
     encoder.eval()
     for rows, batch in features.length_batches(ds, tokenizer, batch_size):
-        out[rows] = _sentence_vectors(encoder, batch)
+        out[rows] = _sentence_vectors(encoder, batch, normalize)
     encoder.train(was_training)
     return out
 
 
-def split_features(card: Any, encoder: torch.nn.Module, tokenizer: Any, feats: Any, max_length: int) -> dict:
-    """Probe features of every split: the run's tokenized single texts, or each side of a pair apart."""
+def split_features(card: Any, encoder: torch.nn.Module, tokenizer: Any, feats: Any, max_length: int,
+                   raw_means: dict[str, np.ndarray] | None = None) -> dict:
+    """Probe features of every split: the run's tokenized single texts (from `raw_means` when the run already
+    has them), or each side of a pair apart."""
     if not card.is_pair:
-        return {split: token_means(encoder, ds, tokenizer) for split, ds in feats.items()}
+        raw_means = raw_means or {}
+        return {split: normalized(raw_means[split]) if split in raw_means else token_means(encoder, ds, tokenizer)
+                for split, ds in feats.items()}
 
     def encode(texts: list[str]) -> dict[str, torch.Tensor]:
         return tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
@@ -125,12 +137,13 @@ def split_features(card: Any, encoder: torch.nn.Module, tokenizer: Any, feats: A
 
 
 def baseline(card: Any, encoder: torch.nn.Module, tokenizer: Any, feats: Any, max_length: int,
-             seed: int = 0) -> dict[str, Any]:
-    """The probe's scores on every labelled split but train, under the card's metrics (metrics.json's `probe`)."""
+             seed: int = 0, raw_means: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The probe's scores on every labelled split but train, under the card's metrics (metrics.json's `probe`).
+    `raw_means`: the splits' unnormalised mean embeddings when already computed (single-text cards)."""
     from pipelines.evaluation import metrics
 
     start = time.perf_counter()
-    x = split_features(card, encoder, tokenizer, feats, max_length)
+    x = split_features(card, encoder, tokenizer, feats, max_length, raw_means)
     y = {split: np.asarray(ds["label"][:]) for split, ds in feats.items() if "label" in ds.column_names}
     fitted = fit(x["train"], y["train"], len(card.labels), seed)
     scores = {}

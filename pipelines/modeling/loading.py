@@ -22,19 +22,15 @@ from pipelines.modeling.heads import HEADS
 
 log = logging.getLogger(__name__)
 
-# Where no card language decides (prediction, a bare call): the 6-layer English MiniLM.
-DEFAULT_MODEL = "minilm"
-
-
 def resolve(name: str | None) -> str:
     """A named offline model (or `None`: the default) -> its prepared folder; a Hub id or path unchanged."""
-    entry = offline.find(name or DEFAULT_MODEL)
+    entry = offline.find(name or offline.default_model())
     return offline.resolve(entry.name) if entry else str(name)
 
 
 def base_model_id(name: str | None) -> str | None:
     """The Hub id a model card can cite as `base_model` (None for a local directory)."""
-    entry = offline.find(name or DEFAULT_MODEL)
+    entry = offline.find(name or offline.default_model())
     if entry:
         return entry.origin
     return None if Path(name).exists() else str(name)
@@ -65,7 +61,7 @@ def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenize
     except (OSError, ValueError) as err:
         log.debug("tokenizer load failed: %s", err)
         raise ModelError(
-            f"cannot load the tokenizer of model '{name or DEFAULT_MODEL}': {_hint(path, online)}") from None
+            f"cannot load the tokenizer of model '{name or offline.default_model()}': {_hint(path, online)}") from None
 
 
 def load_model(
@@ -94,7 +90,7 @@ def load_model(
     except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
         why = _damaged(err) or _hint(path, online)
-        raise ModelError(f"cannot load model '{name or DEFAULT_MODEL}': {why}") from None
+        raise ModelError(f"cannot load model '{name or offline.default_model()}': {why}") from None
 
 
 def _classifier(path: str, labels: dict, online: bool, attn_implementation: str | None, head: str,

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
     """A named offline model that was not trained on the card's language cannot learn much from it."""
-    entry = offline.find(run.model or model.DEFAULT_MODEL)
+    entry = offline.find(run.model)
     unread = offline.unread_languages(entry, card.language) if entry else []
     if not unread:
         return []

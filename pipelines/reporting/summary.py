@@ -31,7 +31,7 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
     test = result.test.metrics if result.test is not None else None
     return {
         "task": card.name,
-        "model": run.model or model.DEFAULT_MODEL,
+        "model": run.model,
         "model_reason": params.get("model_reason"),
         "base_model": model.base_model_id(run.model),
         "data": {"kind": data.kind, "where": data.where, "notes": data.notes,

@@ -24,6 +24,7 @@ from pipelines.evaluation import probe
 from pipelines.modeling import freezing, offline
 from pipelines.modeling import loading as model
 from pipelines.modeling.heads import DEFAULT_HEAD as HEADS_BY_POOLING
+from pipelines.modeling.heads import HEADS, linear_layers, masked_mean
 from pipelines.reporting import run_id, staging
 from pipelines.reporting.output_dir import write_outputs
 from pipelines.reporting.summary import effective_batch_size, write_seed_summary
@@ -82,11 +83,21 @@ def parse_seeds(spec: str | None) -> list[int]:
 @dataclasses.dataclass
 class FrozenEncoder:
     """What the pretrained encoder gives before any fine-tuning, computed once and shared by seeds and trials:
-    the warm-start head per head shape, and the linear probe's scores."""
+    the warm-start head per head shape, and the linear probe's scores. One forward pass per split serves both: the
+    probe reads the mean embeddings normalised (single texts), the `mean` head's last layer reads them raw."""
 
     max_length: int
     warm: dict[tuple, warm_start.WarmStart] = dataclasses.field(default_factory=dict)
     probe: dict[str, Any] | None = None
+    means: dict[str, Any] = dataclasses.field(default_factory=dict)  # split -> raw mean embeddings
+
+    def _raw_means(self, splits: Any, classifier: torch.nn.Module, feats: datasets.DatasetDict,
+                   tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        encoder = freezing.encoder_of(classifier)
+        for split in splits:
+            if split not in self.means:
+                self.means[split] = probe.token_means(encoder, feats[split], tokenizer, normalize=False)
+        return self.means
 
     def prepare(self, card: TaskCard, run: RunArgs, args: TrainingArguments, classifier: torch.nn.Module,
                 feats: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -96,13 +107,18 @@ class FrozenEncoder:
         # timeout would read as a lost machine to the others.
         if run.baseline == "probe":
             if self.probe is None:
+                # A pair's probe embeds each side apart: nothing to share with the head's joint reading.
+                means = None if card.is_pair else self._raw_means(feats, classifier, feats, tokenizer)
                 self.probe = probe.baseline(card, freezing.encoder_of(classifier), tokenizer, feats,
-                                            self.max_length, args.seed)
+                                            self.max_length, args.seed, means)
             extra["probe"] = self.probe
         if run.warm_start and not run.resume:  # a resumed run's head comes from its checkpoint
             key = (run.head, run.head_hidden)
             if key not in self.warm:
-                self.warm[key] = warm_start.fit(classifier, feats["train"], tokenizer)
+                head = HEADS[run.head]
+                reads_mean = head.layers is linear_layers and head.pool is masked_mean
+                inputs = self._raw_means(["train"], classifier, feats, tokenizer)["train"] if reads_mean else None
+                self.warm[key] = warm_start.fit(classifier, feats["train"], tokenizer, inputs=inputs)
             self.warm[key].apply(classifier)
             extra["warm_start"] = self.warm[key].summary()
         return extra

