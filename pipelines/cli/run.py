@@ -132,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             return int(exit_.code or 0)
         from pipelines import hardware
         from pipelines.training import option_checks
+        from pipelines.training.settings import resolve
 
-        option_checks.check(card, run_args, training_args, argv)
+        settings = resolve(card, run_args, training_args)  # the effective settings, once; every stage reads them
+        option_checks.check(card, run_args, training_args, argv, settings)
         problem = hardware.launcher_problem()
         if problem:
             raise CardtuneError(problem)
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log.info("task %s from %s; output directory %s", card.name, card.path, training_args.output_dir)
         with run_lock.hold(training_args.output_dir, enabled=training_args.process_index == 0):
-            summary = run_task(card, run_args, training_args)
+            summary = run_task(card, run_args, training_args, settings)
             if publish and summary:  # summary is empty on the non-main processes of a distributed run
                 publish_outputs(training_args.output_dir, *publish)
         return 0

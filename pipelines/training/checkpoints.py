@@ -30,6 +30,7 @@ from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.filesystem import WriteError, is_write_failure, sha256
 from pipelines.training.options import RUN_OPTIONS_RESULT_NEUTRAL, TRAINING_ARGUMENTS_RESULT_NEUTRAL, RunArgs
+from pipelines.training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.output_dir, self.complete = output_dir, complete
 
 
-def fingerprint(card: TaskCard, run: RunArgs, args: TrainingArguments, splits: datasets.DatasetDict,
-                model_path: str) -> dict[str, Any]:
-    """What a checkpoint must share with a run that resumes it."""
+def fingerprint(card: TaskCard, run: RunArgs, effective: Settings, args: TrainingArguments,
+                splits: datasets.DatasetDict, model_path: str) -> dict[str, Any]:
+    """What a checkpoint must share with a run that resumes it: the options and settings that change the
+    result (declared with `result=True`, the default), the card, the features and the model's files."""
     card_data = {k: v for k, v in card.to_dict().items() if k not in CARD_NOTES}
     settings = {k: v for k, v in asdict(run).items() if k not in RUN_OPTIONS_RESULT_NEUTRAL}
+    settings.update(effective.result_changing())  # what a None option resolved to
     settings.update({k: v for k, v in args.to_dict().items()
                      if k not in TRAINING_ARGUMENTS_RESULT_NEUTRAL and "token" not in k})
     settings["world_size"] = max(1, args.world_size)  # the effective batch size depends on it

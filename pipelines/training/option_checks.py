@@ -10,16 +10,17 @@ from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
-from pipelines.modeling import loading, model_folder, offline
+from pipelines.modeling import loading, model_folder
 from pipelines.option_fields import Range
 from pipelines.training.options import RunArgs, ranges
+from pipelines.training.settings import Settings
 
 # option -> accepted range, read from the options' declarations (training/options.py)
 RANGES: dict[str, Range] = ranges()
 
 
-def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]) -> None:
-    """Raise a `CardtuneError` for the first value no run could use."""
+def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str], settings: Settings) -> None:
+    """Raise a `CardtuneError` for the first value no run could use (`settings`: what the options resolve to)."""
     values = {**vars(run), **{k: getattr(args, k, None) for k in RANGES if hasattr(args, k)}}
     for key, accepted in RANGES.items():
         value = values.get(key)
@@ -44,7 +45,7 @@ def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]
         search.check_ready(card, run)
     if run.model and Path(run.model).is_dir():  # a local folder: complete, or one line now rather than a bad run
         model_folder.check(run.model, "--model")
-    _check_length(card, run, argv)
+    _check_length(card, run, settings, argv)
 
 
 def parse_seeds(spec: str | None, source: str = "--seeds") -> list[int]:
@@ -102,11 +103,10 @@ def _source(key: str, card: TaskCard, argv: list[str]) -> str:
     return f"--{key}"
 
 
-def _check_length(card: TaskCard, run: RunArgs, argv: list[str]) -> None:
+def _check_length(card: TaskCard, run: RunArgs, settings: Settings, argv: list[str]) -> None:
     """The token limit against the model's: longer inputs would crash in the position embeddings."""
-    name = offline.choose(run.model, card.language).name  # the model the run will use (run.model may be unset)
+    name, length = settings.model, settings.max_length
     limit = model_token_limit(name)
-    length = run.max_length or card.max_length
     if limit is not None and length > limit:
         source = _source("max_length", card, argv) if run.max_length else f"card {card.path.name} `max_length`"
         raise CardtuneError(f"{source} {length} is more than model '{name}' takes "
