@@ -90,5 +90,17 @@ def declared(cls: type) -> dict[str, Facts]:
     return {f.name: facts_of(f) for f in dataclasses.fields(cls) if f.init}
 
 
+def encoding_name(text: str) -> str:
+    """A `parse` (and argparse `type`) for a text encoding Python knows."""
+    import argparse
+    import codecs
+
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, cp949, latin-1)") from None
+    return text
+
+
 def _show(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else str(bound)

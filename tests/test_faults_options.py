@@ -68,7 +68,8 @@ def test_card_values_are_checked_too_and_named_as_the_cards(tmp_path, toy, capsy
 def test_predict_and_push_option_values_are_one_line(tmp_path, capsys):
     base = ["--model", "m", "--input", "i.csv", "--output", "o.csv"]
     at_least_1 = "expected a whole number of at least 1, got"
-    for argv, message in ((base + ["--max-length", "0"], f"--max-length: {at_least_1} 0"),
+    token_limit = "expected a whole number of at least 8 and at most 8192, got"  # training/options.TOKEN_LIMIT
+    for argv, message in ((base + ["--max-length", "0"], f"--max-length: {token_limit} 0"),
                           (base + ["--batch-size", "-1"], f"--batch-size: {at_least_1} -1"),
                           (base + ["--chunk-size", "x"], f"--chunk-size: {at_least_1} 'x'"),
                           (base + ["--encoding", "utf-9"], "--encoding: unknown encoding 'utf-9'"),

@@ -42,10 +42,12 @@ class OptionParser(HfArgumentParser):
         if facts.range and "help" in metadata:
             metadata["help"] = f"{metadata['help'].rstrip()} Accepted: {_accepted(facts.range, field)}."
         field.metadata = types.MappingProxyType(metadata)
+        known = len(parser._actions)
         HfArgumentParser._parse_dataclass_field(parser, field)
+        if self._kebab_first:  # the spelling errors and --help show first (--no-probs: its complement too)
+            for added in parser._actions[known:]:
+                added.option_strings.sort(key=lambda flag: "_" in flag)
         action = next(a for a in reversed(parser._actions) if f"--{field.name}" in a.option_strings)
-        if self._kebab_first:  # the spelling errors and --help show first
-            action.option_strings.sort(key=lambda flag: "_" in flag)
         if facts.parse is not None:
             action.type = facts.parse
         if self._check_ranges and facts.range is not None and callable(action.type):
