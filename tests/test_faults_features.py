@@ -18,11 +18,11 @@ import pytest
 from conftest import ROOT, make_toy_task, read_json, toy_rows, write_csv
 from faultkit import LEARNS, can_mount, child_env, in_namespace, one_error, run_argv, sh
 
+from pipelines.cli import export as export_script
+from pipelines.cli import predict as predict_script
+from pipelines.cli import push as push_script
 from pipelines.cli.run import main as run_main
 from pipelines.reporting import run_id
-from scripts import export as export_script
-from scripts import predict as predict_script
-from scripts import push as push_script
 
 pytest.importorskip("onnxruntime")
 

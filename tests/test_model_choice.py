@@ -91,3 +91,13 @@ def test_a_model_without_fused_attention_falls_back_to_eager(tmp_path):
     clf = loading.load_model(load_card("cola"), str(tmp_path))
     assert type(clf).__name__ == "MPNetForSequenceClassification"
     assert clf.config._attn_implementation == "eager"
+
+
+def test_a_cards_model_sits_between_the_language_default_and_the_command_line():
+    from pipelines.modeling import offline
+
+    assert offline.choose(None, ("en",), None).name == "minilm"
+    chosen = offline.choose(None, ("en",), "e5-small")
+    assert chosen.name == "multilingual-e5-small" and chosen.reason == "the card's `model`"
+    assert offline.choose("mpnet-base", ("en",), "e5-small").name == "mpnet-base"
+    assert offline.choose(None, ("en",), "org/some-hub-model").name == "org/some-hub-model"

@@ -261,9 +261,9 @@ def test_a_run_at_a_smaller_max_length_predicts_as_it_trained(tmp_path, tiny_mod
     import numpy as np
     from conftest import write_csv
 
+    from pipelines.cli import predict as predict_script
+    from pipelines.cli.run import main as run_main
     from pipelines.prediction.classifier import Classifier
-    from scripts import predict as predict_script
-    from scripts.run import main as run_main
 
     rng = random.Random(0)
     filler = "the a movie film plot actor it this that he she they was is very and or but".split()

@@ -216,6 +216,9 @@ class TaskCard:
         "with `truncation: head_tail`, what the head keeps: a number of tokens (e.g. `128`) or a fraction of the "
         "budget (`max_length` less the special tokens); the tail keeps the rest of the budget. A number larger "
         "than the budget (a smaller `--max_length`) is cut to it: all head, no tail", DEFAULT_HEAD_TOKENS)
+    model: str | None = key(
+        s.string, "the model this task trains unless `--model` names another: an offline model's name, a local "
+                  "folder or a Hub id (default: the model list's default for the card's `language`)", None)
     recommended_model: str | None = key(s.string, "the model the source tutorial used (shown by `--list-tasks`)", None)
     language: tuple[str, ...] = key(s.list_of(s.string, 1), "languages of the texts, for the model card", ("en",))
     license: str | None = key(s.string, "dataset license, for the model card", None)

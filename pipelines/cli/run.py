@@ -38,7 +38,7 @@ def list_tasks() -> str:
     lines = []
     for name in shipped_cards():
         card = load_card(name)
-        lines.append(f"{name:<12} {card.description}  [offline model: {choose(None, card.language).name}; "
+        lines.append(f"{name:<12} {card.description}  [offline model: {choose(None, card.language, card.model).name}; "
                      f"tutorial model: {card.recommended_model or '-'}]")
     return "\n".join(lines)
 

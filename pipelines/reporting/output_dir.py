@@ -36,7 +36,7 @@ def _language_causes(card: TaskCard, model_name: str) -> list[str]:
     unread = offline.unread_languages(entry, card.language) if entry else []
     if not unread:
         return []
-    default = offline.choose(None, card.language).name
+    default = offline.choose(None, card.language, card.model).name
     better = f"drop --model to get {default}" if default != entry.name else "pass --model"
     if card.recommended_model:
         better += f", or --model {card.recommended_model} --online"

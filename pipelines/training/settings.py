@@ -26,8 +26,8 @@ class Settings:
     """What a run actually uses (the options say what was asked; None there means "work it out")."""
 
     # The model's weights are in the resume fingerprint by their digest, whatever name reached them.
-    model: str = _setting(None, "--model, else the default for the card's language (a named model: its canonical "
-                                "name)", result=False)
+    model: str = _setting(None, "--model, else the card's `model`, else the default for its language (a named "
+                                "model: its canonical name)", result=False)
     model_reason: str = _setting(None, "why this model", result=False)
     max_length: int = _setting(None, "--max_length, else the card's `max_length`")
     head: str = _setting(None, "--head, else the head that reads the encoder as it was trained (its pooling)")
@@ -48,7 +48,7 @@ def resolve(card: TaskCard, run: RunArgs, args: Any = None) -> Settings:
 
     Reads files only to find a local model's pooling; sets nothing (`hardware.configure_threads` applies
     the thread count when the run starts)."""
-    choice = offline.choose(run.model, card.language)
+    choice = offline.choose(run.model, card.language, card.model)
     return Settings(
         model=choice.name,
         model_reason=choice.reason,

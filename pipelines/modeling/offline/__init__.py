@@ -234,11 +234,13 @@ class ModelChoice:
     offline: OfflineModel | None
 
 
-def choose(model: str | None, languages: tuple[str, ...]) -> ModelChoice:
-    """`--model` when given (offline names become their canonical name), else the card language's default."""
-    if model:
-        entry = find(model)
-        return ModelChoice(entry.name if entry else model, "given with --model", entry)
+def choose(model: str | None, languages: tuple[str, ...], card_model: str | None = None) -> ModelChoice:
+    """`--model` when given, else the card's `model`, else the card language's default (offline names become
+    their canonical name)."""
+    for given, why in ((model, "given with --model"), (card_model, "the card's `model`")):
+        if given:
+            entry = find(given)
+            return ModelChoice(entry.name if entry else given, why, entry)
     name, reason = default_for(languages)
     return ModelChoice(name, f"chosen by the card's language: {reason}", find(name))
 
