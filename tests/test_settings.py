@@ -36,6 +36,12 @@ def test_the_settings_resolve_each_unset_option_once(card, args, tiny_model):
     assert resolve(card, RunArgs(model=str(tiny_model)), args).head == "linear"  # a BERT checkpoint's [CLS] pooler
 
 
+def test_the_cards_model_sits_between_the_language_default_and_model(tmp_path, args, tiny_model):
+    card = load_card(write_card(tmp_path, model=str(tiny_model)))
+    assert resolve(card, RunArgs(), args).model == str(tiny_model)
+    assert resolve(card, RunArgs(model="minilm"), args).model == "minilm"
+
+
 def _fingerprint(card, run, args):
     splits = datasets.DatasetDict(train=datasets.Dataset.from_dict({"input_ids": [[1, 2], [3]], "label": [0, 1]}))
     return checkpoints.fingerprint(card, run, resolve(card, run, args), args, splits, "hub/model-id")
