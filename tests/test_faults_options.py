@@ -28,8 +28,10 @@ def toy(toy_task, tiny_model):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--max-length", "0"], "--max-length 0: expected a whole number of at least 1"),
-    (["--max-length", "-5"], "--max-length -5: expected a whole number of at least 1"),
+    # the one token-limit range of a card's max_length and --max_length (training/options.TOKEN_LIMIT)
+    (["--max-length", "0"], "--max-length 0: expected a whole number of at least 8 and at most 8192"),
+    (["--max-length", "-5"], "--max-length -5: expected a whole number of at least 8 and at most 8192"),
+    (["--max_length", "9000"], "--max_length 9000: expected a whole number of at least 8 and at most 8192"),
     (["--max-length", "4096"], "--max-length 4096 is more than model"),
     (["--learning_rate", "-1e-5"], "--learning_rate -1e-05: expected a number of at least 0"),
     (["--learning_rate", "inf"], "--learning_rate inf: expected a finite number"),
@@ -66,7 +68,8 @@ def test_card_values_are_checked_too_and_named_as_the_cards(tmp_path, toy, capsy
 def test_predict_and_push_option_values_are_one_line(tmp_path, capsys):
     base = ["--model", "m", "--input", "i.csv", "--output", "o.csv"]
     at_least_1 = "expected a whole number of at least 1, got"
-    for argv, message in ((base + ["--max-length", "0"], f"--max-length: {at_least_1} 0"),
+    token_limit = "expected a whole number of at least 8 and at most 8192, got"  # training/options.TOKEN_LIMIT
+    for argv, message in ((base + ["--max-length", "0"], f"--max-length: {token_limit} 0"),
                           (base + ["--batch-size", "-1"], f"--batch-size: {at_least_1} -1"),
                           (base + ["--chunk-size", "x"], f"--chunk-size: {at_least_1} 'x'"),
                           (base + ["--encoding", "utf-9"], "--encoding: unknown encoding 'utf-9'"),
@@ -188,3 +191,57 @@ def test_model_card_states_the_epochs_max_steps_allowed(toy, tmp_path, capsys):
     readme = (dry / "README.md").read_text(encoding="utf-8")
     assert "| epochs | 0.6667 (max_steps 4 stopped training; 3 configured) |" in readme
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 4
+
+
+def _outside(accepted) -> float:
+    """A value just outside a declared range."""
+    if accepted.low is not None:
+        return accepted.low - 1 if accepted.low_in else accepted.low
+    return accepted.high + 1 if accepted.high_in else accepted.high
+
+
+def test_every_declared_range_is_enforced_from_the_command_line_and_from_card_defaults(toy, tmp_path, capsys):
+    # The ranges come from the options' declarations (RunArgs field metadata), not from a list in the
+    # checks: each one refuses a value outside it, given on the command line or in a card's defaults.
+    # (TrainingArguments' own __post_init__ refuses some of its fields first: learning_rate is above.)
+    import dataclasses
+
+    from pipelines.option_fields import facts_of
+    from pipelines.training.option_checks import RANGES
+    from pipelines.training.options import RunArgs
+
+    card, data, model = toy
+    declared = {f.name: (facts_of(f).range, "int" in str(f.type)) for f in dataclasses.fields(RunArgs)
+                if facts_of(f).range}
+    assert {"max_length", "threads", "head_hidden", "classifier_dropout"} <= set(declared)
+    for name, (accepted, whole) in declared.items():
+        assert RANGES[name] is accepted
+        value = int(_outside(accepted)) if whole else float(_outside(accepted))
+        expected = accepted.problem(value)
+        assert expected and expected.startswith("expected ")
+        assert run_main(run_argv(card, data, model, tmp_path / "out", f"--{name}={value}")) == 2
+        assert f"--{name} {value}: {expected}" in one_error(capsys.readouterr().err), name
+        # max_length: the card's own key, so the card's `defaults:` may set it only when the top level does not
+        carded = write_card(tmp_path, name="ranged", max_length=None, defaults={name: value})
+        assert run_main(run_argv(carded, data, model, tmp_path / "out")) == 2
+        assert f"card ranged.yaml `defaults.{name}` {value}: {expected}" in one_error(capsys.readouterr().err), name
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_card_validator_reads_which_options_a_card_may_set_from_their_declarations(tmp_path):
+    import dataclasses
+
+    from pipelines.card.keys import setting_types
+    from pipelines.errors import CardError
+    from pipelines.option_fields import facts_of
+    from pipelines.training.options import TRAINING_ARGUMENTS, RunArgs
+
+    settable = setting_types()
+    for f in dataclasses.fields(RunArgs):
+        assert (f.name in settable) == facts_of(f).card, f.name
+    for name, facts in TRAINING_ARGUMENTS.items():
+        assert (name in settable) == facts.card, name
+    refused = [f.name for f in dataclasses.fields(RunArgs) if not facts_of(f).card] + ["output_dir"]
+    with pytest.raises(CardError) as err:
+        load_card(write_card(tmp_path, defaults={name: None for name in refused}))
+    assert str(err.value).count("not allowed in a card; pass it on the command line") == len(refused)

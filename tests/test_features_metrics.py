@@ -21,7 +21,7 @@ def test_single_sentences_are_not_padded_and_lengths_recorded(tokenizer, tmp_pat
     card = load_card(str(write_card(tmp_path, max_length=8)))
     dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
         {"text": ["the cat", "the cat sat on the mat under the tree", "a dog"], "label": [0, 1, 0]})})
-    out = features.tokenize(dsd, tokenizer, card)["train"]
+    out = features.tokenize(dsd, tokenizer, card, card.max_length)["train"]
     assert [len(x) for x in out["input_ids"]] == out["length"] == [4, 8, 4]  # no padding; cut at 8
     assert out["truncated"] == [False, True, False]
     assert out["row"] == [0, 1, 2]
@@ -32,7 +32,7 @@ def test_pairs_are_real_pairs_with_segment_ids(tokenizer, tmp_path):
     card = load_card(str(write_card(tmp_path, text_columns=["premise", "hypothesis"])))
     dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
         {"premise": ["a man is sleeping"], "hypothesis": ["he ran"], "label": [1]})})
-    row = features.tokenize(dsd, tokenizer, card)["train"][0]
+    row = features.tokenize(dsd, tokenizer, card, card.max_length)["train"][0]
     tokens = tokenizer.convert_ids_to_tokens(row["input_ids"])
     assert tokens == ["[CLS]", "a", "man", "is", "sleeping", "[SEP]", "he", "ran", "[SEP]"]
     assert row["token_type_ids"] == [0] * 6 + [1] * 3
@@ -42,7 +42,7 @@ def test_sort_by_length_keeps_row_for_restoring_order(tokenizer, tmp_path):
     card = load_card(str(write_card(tmp_path)))
     texts = ["a", "the cat sat on the mat", "the cat", "the cat sat"]
     dsd = datasets.DatasetDict({"test": datasets.Dataset.from_dict({"text": texts})})
-    ordered = features.sort_by_length(features.tokenize(dsd, tokenizer, card)["test"])
+    ordered = features.sort_by_length(features.tokenize(dsd, tokenizer, card, card.max_length)["test"])
     assert ordered["length"] == sorted(ordered["length"], reverse=True)
     restored = np.asarray(ordered["text"])[np.argsort(ordered["row"])]
     assert list(restored) == texts
@@ -99,15 +99,14 @@ def test_compute_metrics_for_trainer_uses_argmax_of_logits():
 
 def test_chance_alarm_names_a_model_of_another_language_first():
     from pipelines.reporting.output_dir import _language_causes
-    from pipelines.training.options import RunArgs
 
     korean = load_card("klue_nli")
-    causes = _language_causes(korean, RunArgs(model="minilm"))
+    causes = _language_causes(korean, "minilm")
     assert causes == ["the offline model minilm was not trained on this card's language ko "
                       "(drop --model to get multilingual-e5-small, or --model klue/bert-base --online)"]
-    assert _language_causes(korean, RunArgs(model="klue/bert-base")) == []
-    assert _language_causes(korean, RunArgs(model="multilingual-e5-small")) == []
-    assert _language_causes(load_card("cola"), RunArgs()) == []
+    assert _language_causes(korean, "klue/bert-base") == []
+    assert _language_causes(korean, "multilingual-e5-small") == []
+    assert _language_causes(load_card("cola"), "minilm") == []
     alarm = diagnostics.degenerate([0, 1, 2, 0], 0.01, ["e", "n", "c"], [0, 1, 2], causes)
     assert alarm.startswith("DEGENERATE RUN: validation MCC is 0.010")
     assert "Likely causes: the offline model minilm was not trained on" in alarm

@@ -10,6 +10,7 @@ from conftest import read_json
 from pipelines.modeling import offline, pooled_classifier
 from pipelines.modeling.heads import DEFAULT_HEAD, HEADS
 from pipelines.training import run as training_run
+from pipelines.training import settings as training_settings
 
 
 def test_every_offline_model_declares_a_pooling_with_a_default_head():
@@ -22,13 +23,13 @@ def test_every_offline_model_declares_a_pooling_with_a_default_head():
 
 def test_default_head_follows_the_models_pooling(tmp_path, tiny_model):
     for model in offline.OFFLINE_MODELS:
-        assert training_run.default_head(offline.choose(model.name, ("en",)), online=False) == "mean"
+        assert training_settings.default_head(offline.choose(model.name, ("en",)), online=False) == "mean"
     plain = offline.choose(str(tiny_model), ("en",))
-    assert training_run.default_head(plain, online=False) == "linear"  # a BERT checkpoint: its [CLS] pooler
+    assert training_settings.default_head(plain, online=False) == "linear"  # a BERT checkpoint: its [CLS] pooler
     st_folder = tmp_path / "st"
     (st_folder / "1_Pooling").mkdir(parents=True)
     (st_folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-    assert training_run.default_head(offline.choose(str(st_folder), ("en",)), online=False) == "mean"
+    assert training_settings.default_head(offline.choose(str(st_folder), ("en",)), online=False) == "mean"
 
 
 def _mean_classifier(tiny_model):
@@ -120,13 +121,13 @@ def test_the_probe_and_the_mean_heads_warm_start_share_one_forward_pass(tiny_mod
     monkeypatch.setattr(warm_start, "head_inputs", lambda *a, **k: pytest.fail("a second pass over train"))
     card = type("Card", (), {"is_pair": False, "labels": ["neg", "pos"], "metrics": ["accuracy"],
                              "select_by": "accuracy", "text_columns": ["text"]})()
-    run = type("Run", (), {"baseline": "probe", "warm_start": True, "resume": False, "head": "mean",
-                           "head_hidden": None})()
+    run = type("Run", (), {"baseline": "probe", "warm_start": True, "resume": False, "head_hidden": None})()
+    settings = type("Settings", (), {"head": "mean"})()
     args = type("Args", (), {"seed": 0})()
     frozen = training_run.FrozenEncoder(32)
-    extra = frozen.prepare(card, run, args, model, datasets.DatasetDict(train=train, validation=train), tok)
+    extra = frozen.prepare(card, run, settings, args, model, datasets.DatasetDict(train=train, validation=train), tok)
     assert len(passes) == 2 and set(extra) == {"probe", "warm_start"}  # train and validation, once each
-    frozen.prepare(card, run, args, _mean_classifier(tiny_model), datasets.DatasetDict(train=train), tok)
+    frozen.prepare(card, run, settings, args, _mean_classifier(tiny_model), datasets.DatasetDict(train=train), tok)
     assert len(passes) == 2  # a second seed reuses everything
 
 

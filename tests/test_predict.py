@@ -306,3 +306,30 @@ def test_sep_option_and_no_probs(carded_model, tmp_path):
     (tmp_path / "header_only.csv").write_text("text,score\n", encoding="utf-8")
     assert main(["--model", str(carded_model), "--input", str(tmp_path / "header_only.csv"), "--output", str(out)]) == 0
     assert _read(out) == [["text", "score", "predicted", "predicted_prob", "prob_neg", "prob_pos", "error"]]
+
+
+def test_the_command_line_is_generated_from_the_options_with_the_same_defaults(capsys):
+    # PredictOptions is the one declaration: every field a user can set is a flag in both spellings, and the
+    # command line's defaults are the library's (precision: auto for both).
+    import dataclasses
+
+    from pipelines.cli.predict import build_parser, parse
+    from pipelines.option_fields import facts_of
+
+    flags = build_parser()._option_string_actions
+    for f in dataclasses.fields(PredictOptions):
+        spelled = {f"--{f.name}", f"--{f.name.replace('_', '-')}"}
+        assert spelled <= set(flags) if facts_of(f).cli else not spelled & set(flags), f.name
+    base = ["--model", "m", "--input", "i.csv", "--output", "o.csv"]
+    files, options = parse(base)
+    assert (files.model, files.input, files.output) == ("m", "i.csv", "o.csv")
+    assert dataclasses.replace(options, adapt_threads=False) == PredictOptions() and options.precision == "auto"
+    assert options.adapt_threads and not parse(base + ["--threads", "2"])[1].adapt_threads
+    for extra, precision in ((["--int8"], "int8"), (["--fp32"], "fp32"), (["--precision", "bf16"], "bf16")):
+        assert parse(base + extra)[1].precision == precision
+    _, options = parse(base + ["--no-probs", "--max_length", "20", "--chunk-size=10", "--resume"])
+    assert (options.probs, options.max_length, options.chunk_size, options.resume) == (False, 20, 10, True)
+    assert main(base + ["--fp32", "--int8"]) == 2
+    assert "not allowed with argument" in _error_line(capsys)
+    assert main(base + ["--threads", "0"]) == 2  # the range declared on the field, refused while parsing
+    assert "--threads: expected a whole number of at least 1, got 0" in _error_line(capsys)

@@ -21,7 +21,7 @@ def setup(toy_task, tiny_model, tmp_path):
     card_path, data = toy_task
     card = load_card(str(card_path))
     tok = model.load_tokenizer(str(tiny_model))
-    feats = features.tokenize(load_splits(card, data).splits, tok, card)
+    feats = features.tokenize(load_splits(card, data).splits, tok, card, card.max_length)
 
     def args(**kw):
         values = {**arguments.card_settings(card), "output_dir": str(tmp_path / "o"),

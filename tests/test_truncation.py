@@ -155,7 +155,7 @@ def test_imdb_card_validates_and_tokenizes_with_head_tail(tmp_path, wordpiece):
     assert (card.truncation, card.head_tokens, card.max_length) == ("head_tail", 128, 256)
     column = card.text_columns[0]
     rows = datasets.DatasetDict({"train": datasets.Dataset.from_dict({column: [LONG * 3, "w5"], "label": [0, 1]})})
-    feats = features.tokenize(rows, wordpiece, card)["train"]
+    feats = features.tokenize(rows, wordpiece, card, card.max_length)["train"]
     ids = wordpiece(LONG * 3, add_special_tokens=False)["input_ids"]
     assert feats["input_ids"][0] == [CLS, *ids[:128], *ids[-126:], SEP] and feats["truncated"] == [True, False]
 
@@ -203,7 +203,7 @@ def test_prediction_encodes_exactly_as_training_did(tmp_path, monkeypatch):
     texts = [" ".join(["the cat sat on the mat"] * 4) + " but the dog was not very happy", "a good movie"]
     rows = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts, "label": [0, 1]})})
     clf = Classifier(folder, device="cpu")
-    trained = features.tokenize(rows, clf.tokenizer, card)["train"]
+    trained = features.tokenize(rows, clf.tokenizer, card, card.max_length)["train"]
     source = tmp_path / "in.csv"
     source.write_text("text\n" + "\n".join(texts) + "\n", encoding="utf-8")
     plan = planning.resolve(clf, source, tmp_path / "out.csv", planning.PredictOptions())

@@ -19,8 +19,12 @@ from pipelines.card.schema import key
 from pipelines.card.shipped import SAMPLES_DIR
 from pipelines.data import preprocess
 from pipelines.evaluation.metrics import DEFAULT_METRICS
-from pipelines.training.options import NOT_IN_CARD as RUN_ONLY
-from pipelines.training.options import RunArgs
+from pipelines.training.options import (
+    RUN_OPTIONS_NOT_IN_CARD,
+    TOKEN_LIMIT,
+    TRAINING_ARGUMENTS_NOT_IN_CARD,
+    RunArgs,
+)
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("csv", "tsv", "json", "jsonl", "xlsx", "parquet")
@@ -31,8 +35,6 @@ TRUNCATION = SINGLE_TRUNCATION + PAIR_TRUNCATION
 # head_tail's share of the token budget kept from the start: Sun et al. (2019) kept the first 128
 # and the last 382 of BERT's 510 tokens on IMDB, a quarter at the head.
 DEFAULT_HEAD_TOKENS = 0.25
-# TrainingArguments keys a card may not set: they belong to the command line or the user.
-NOT_IN_CARD = {"output_dir", "hub_token", "push_to_hub", "hub_model_id", "local_rank", "resume_from_checkpoint"}
 
 _split_map = s.mapping_of(s.choice(*SPLITS), s.string)
 _rename = s.mapping_of(s.string, s.string)
@@ -87,7 +89,7 @@ def _settings(value: Any, path: str, problems: list) -> dict[str, Any] | None:
     hints = setting_types()
     for name, val in value.items():
         where = f"{path}.{name}"
-        if name in NOT_IN_CARD or name in RUN_ONLY:
+        if name in TRAINING_ARGUMENTS_NOT_IN_CARD or name in RUN_OPTIONS_NOT_IN_CARD:
             problems.append(f"{where}: not allowed in a card; pass it on the command line")
         elif name not in hints:
             hint = s.did_you_mean(str(name), list(hints))
@@ -132,7 +134,7 @@ def setting_types() -> dict[str, Any]:
     from transformers import TrainingArguments  # heavy; only needed to check `defaults`
 
     out: dict[str, Any] = {}
-    for cls, skip in ((TrainingArguments, NOT_IN_CARD), (RunArgs, RUN_ONLY)):
+    for cls, skip in ((TrainingArguments, TRAINING_ARGUMENTS_NOT_IN_CARD), (RunArgs, RUN_OPTIONS_NOT_IN_CARD)):
         hints = typing.get_type_hints(cls)
         out.update({f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init and f.name not in skip})
     return out
@@ -203,7 +205,7 @@ class TaskCard:
         s.list_of(s.choice_of(_metric_names), 1, unique=True), "computed on validation and test", DEFAULT_METRICS)
     select_by: str = key(
         s.choice_of(_metric_names), "metric that picks the best checkpoint (default: the first of `metrics`)", None)
-    max_length: int = key(s.integer(8, 8192), "token limit per example", 128)
+    max_length: int = key(s.integer(*TOKEN_LIMIT.whole_bounds()), "token limit per example", 128)
     truncation: str = key(
         s.choice(*TRUNCATION),
         "how a text longer than `max_length` is cut (default: `head` for one text column, `longest_first` for a "

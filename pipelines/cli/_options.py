@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from pipelines.cli._common import redact
+from pipelines.option_fields import encoding_name  # noqa: F401 - the scripts' --encoding type
 
 # argparse's own phrasing -> what a user can act on
 _ARGUMENT = r"argument (\S+?)(?:/\S+)?: "
@@ -88,17 +89,6 @@ def whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def encoding_name(text: str) -> str:
-    """An argparse `type` for a text encoding Python knows."""
-    import codecs
-
-    try:
-        codecs.lookup(text)
-    except LookupError:
-        raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, cp949, latin-1)") from None
-    return text
 
 
 def resume_command(script: str, argv: list[str]) -> str:

@@ -58,13 +58,15 @@ def list_models() -> str:
 
 
 def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
-    """HfArgumentParser over RunArgs + TrainingArguments, with the card's defaults applied."""
-    from transformers import HfArgumentParser, TrainingArguments
+    """HfArgumentParser over RunArgs + TrainingArguments (their facts in --help), with the card's defaults applied."""
+    from transformers import TrainingArguments
 
+    from pipelines.cli._parser import OptionParser
     from pipelines.training.arguments import card_settings
-    from pipelines.training.options import RunArgs
+    from pipelines.training.options import TRAINING_ARGUMENTS, RunArgs
 
-    parser = HfArgumentParser((RunArgs, TrainingArguments), prog="run.py", description=__doc__.split("\n")[0])
+    parser = OptionParser((RunArgs, TrainingArguments), facts=TRAINING_ARGUMENTS, prog="run.py",
+                          description=__doc__.split("\n")[0])
     one_line_errors(parser)
     # The issue's spelling, as a plain flag for TrainingArguments' own field (--hub-private-repo wants a value).
     parser.add_argument("--hub-private", "--hub_private", dest="hub_private_repo", action="store_const", const=True,
@@ -130,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             return int(exit_.code or 0)
         from pipelines import hardware
         from pipelines.training import option_checks
+        from pipelines.training.settings import resolve
 
-        option_checks.check(card, run_args, training_args, argv)
+        settings = resolve(card, run_args, training_args)  # the effective settings, once; every stage reads them
+        option_checks.check(card, run_args, training_args, argv, settings)
         problem = hardware.launcher_problem()
         if problem:
             raise CardtuneError(problem)
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log.info("task %s from %s; output directory %s", card.name, card.path, training_args.output_dir)
         with run_lock.hold(training_args.output_dir, enabled=training_args.process_index == 0):
-            summary = run_task(card, run_args, training_args)
+            summary = run_task(card, run_args, training_args, settings)
             if publish and summary:  # summary is empty on the non-main processes of a distributed run
                 publish_outputs(training_args.output_dir, *publish)
         return 0

@@ -169,11 +169,11 @@ def tokenize(
     dsd: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
     card: TaskCard,
-    max_length: int | None = None,
+    max_length: int,
     pad_to_max_length: bool = False,
 ) -> datasets.DatasetDict:
-    """Batched `map` over every split; keeps the text and label columns for reports."""
-    max_length = max_length or card.max_length
+    """Batched `map` over every split, cut at the run's `max_length` (`Settings.max_length`, or the
+    card's own for a caller without a run); keeps the text and label columns for reports."""
     first = card.text_columns[0]
     second = card.text_columns[1] if card.is_pair else None
 

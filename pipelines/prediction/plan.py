@@ -9,39 +9,62 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipelines.distributed import COLLECTIVE_TIMEOUT_S
 from pipelines.errors import DataError, ModelError
+from pipelines.option_fields import Range, encoding_name, option
 from pipelines.prediction import delimited as tables
 from pipelines.prediction.classifier import Classifier
+from pipelines.training.options import THREADS, TOKEN_LIMIT
 
 PREDICTED, PREDICTED_PROB, ERROR = "predicted", "predicted_prob", "error"
 
 
 @dataclass
 class PredictOptions:
-    """Everything `scripts/predict.py` can set (README, "Batch prediction", says why these defaults)."""
+    """Everything a prediction run can set, declared once: `cardtune-predict`'s flags are generated from
+    these fields (pipelines/cli/predict.py), and library callers get the same defaults
+    (docs/prediction.md says why these)."""
 
-    text_column: str | None = None  # default: the first text column of the saved task card
-    text_pair_column: str | None = None  # default: the card's second text column, if any
-    label_column: str | None = None  # gold labels -> accuracy / MCC / F1 for the file
-    sep: str | None = None  # default: tab for .tsv/.tab, comma otherwise
-    encoding: str = "utf-8-sig"  # UTF-8 with or without BOM
-    max_length: int | None = None  # default: the card's, else the model's limit (at most 512)
-    batch_size: int = 64
-    chunk_size: int = 4096
-    probs: bool = True  # one probability column per label
-    resume: bool = False
-    device: str | None = None  # default: cuda when available, else cpu (int8: cpu)
-    precision: str = "fp32"  # fp32, int8 (dynamic int8 matrix products, CPU), bf16 (autocast), auto (backends)
-    backend: str = "auto"  # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, for comparison)
-    agreement: float = 0.995  # int8: re-score in fp32 the rows needed to agree with fp32 on this share; 0: none
-    calibration: str | None = None  # int8: texts to calibrate on (default: the run's validation_predictions.csv)
-    threads: int | None = None  # ONNX Runtime's threads (default: this process's share of the cores)
-    progress: bool | None = None  # None: a bar when stderr is a terminal, log lines otherwise
-    ddp_timeout: float = COLLECTIVE_TIMEOUT_S  # seconds a launched run's processes wait for each other
-    adapt_threads: bool = False  # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor)
+    text_column: str | None = option(None, "Text column (default: the saved task card's).")
+    text_pair_column: str | None = option(None, "Second text column, for sentence-pair models (default: the card's "
+                                                "second text column, if any).")
+    label_column: str | None = option(None, "Gold labels in the input: also report accuracy / MCC / F1.")
+    sep: str | None = option(None, "Input delimiter (default: tab for .tsv/.tab, comma otherwise; '\\t' for tab).")
+    encoding: str = option("utf-8-sig", "Input encoding (default: UTF-8 with or without BOM).", parse=encoding_name)
+    max_length: int | None = option(None, "Token limit (default: the card's, else the model's, at most 512).",
+                                    range=TOKEN_LIMIT)
+    batch_size: int = option(64, "Rows per forward pass.", range=Range(1))
+    chunk_size: int = option(4096, "Rows read, sorted and written at a time.", range=Range(1))
+    probs: bool = option(True, "One probability column per label; --no-probs leaves them out.")
+    resume: bool = option(False, "Continue an interrupted run from the rows already written.")
+    device: str | None = option(None, "Torch device (default: cuda when available, else cpu; int8: cpu).")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = option(
+        "auto", "auto: bf16 on CPUs with AMX, else fp32 (an ONNX export: the precision it was exported in); "
+                "fp32; bf16 (autocast); int8 (ONNX Runtime on the CPU, unsure rows re-scored in fp32).",
+        flags={"--fp32": ("fp32", "--precision fp32: fp32 everywhere (default: bf16 on CPUs with AMX)."),
+               "--bf16": ("bf16", "--precision bf16: bf16 autocast (the default on CPUs with AMX)."),
+               "--int8": ("int8", "--precision int8: int8 in ONNX Runtime on the CPU (needs cardtune[onnx]); rows "
+                                  "int8 is unsure of are re-scored in fp32 to meet --agreement (docs/int8.md).")})
+    # int8 by onnxruntime unless "torch" (PyTorch's dynamic int8, kept for comparison by the benchmarks)
+    backend: str = option("auto", "int8 backend: auto (onnxruntime) or torch.", cli=False)
+    agreement: float = option(
+        0.995, "With --int8: re-score in fp32 enough rows to keep the fp32 label on this share of rows, as "
+               "calibrated on the run's validation texts (0: int8 alone).",
+        range=Range(0, 1, expects="a share between 0 and 1 (e.g. 0.995)"))
+    calibration: str | None = option(None, "With --int8: a CSV/TSV of texts (same text columns) to calibrate the "
+                                           "re-scoring on, for a model folder without validation_predictions.csv.")
+    threads: int | None = option(None, "CPU threads (default: the cores other jobs leave free, checked every chunk).",
+                                 range=THREADS)
+    progress: bool | None = option(None, "A bar (True), log lines (False); None: a bar when stderr is a terminal.",
+                                   cli=False)
+    ddp_timeout: float = option(COLLECTIVE_TIMEOUT_S, "Launched runs: seconds a process waits for the others before "
+                                                      "it stops (raise it when one chunk takes a process longer).",
+                                range=Range(0, None, False))
+    # torch threads follow the cores other jobs leave free (hardware.ThreadGovernor); the command line sets it
+    # when --threads is not given
+    adapt_threads: bool = option(False, "Torch threads follow the cores other jobs leave free.", cli=False)
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ from pipelines.reporting import plots, run_id, staging, tables
 from pipelines.reporting.summary import metrics_summary, summary_markdown
 from pipelines.training.loop import TrainResult
 from pipelines.training.options import RunArgs
+from pipelines.training.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
+def _language_causes(card: TaskCard, model_name: str) -> list[str]:
     """A named offline model that was not trained on the card's language cannot learn much from it."""
-    entry = offline.find(run.model)
+    entry = offline.find(model_name)
     unread = offline.unread_languages(entry, card.language) if entry else []
     if not unread:
         return []
@@ -42,7 +43,7 @@ def _language_causes(card: TaskCard, run: RunArgs) -> list[str]:
     return [f"the offline model {entry.name} was not trained on this card's language {', '.join(unread)} ({better})"]
 
 
-def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: LoadedData,
+def write_outputs(card: TaskCard, run: RunArgs, settings: Settings, args: TrainingArguments, data: LoadedData,
                   feats: datasets.DatasetDict, result: TrainResult, params: dict[str, int]) -> dict[str, Any]:
     """Stage every artefact, then move them into the output directory in one go."""
     out = Path(args.output_dir)
@@ -56,7 +57,7 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
     header += f"# Resolved task card '{card.name}' (from {card.path}), saved by cardtune {pipelines.__version__}\n"
     # The max length the model was trained at (--max_length wins over the card's): predictions read
     # it from here and cut long texts as training did.
-    trained = replace(card, max_length=run.max_length or card.max_length)
+    trained = replace(card, max_length=settings.max_length)
     (stage / "task_card.yaml").write_text(
         header + yaml.safe_dump(trained.to_dict(), allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
     rows = tables.epoch_rows(result.history)
@@ -76,11 +77,12 @@ def write_outputs(card: TaskCard, run: RunArgs, args: TrainingArguments, data: L
             tables.write_predictions(stage / f"{split}_predictions.csv", texts, card.labels, preds.probs, preds.labels)
     validation = result.validation
     alarm = diagnostics.validation_alarm(validation.labels, validation.preds, card.labels,
-                                         column(feats["train"], "label"), _language_causes(card, run))
-    summary = {"run_id": rid, **metrics_summary(card, run, args, data, feats, result, rows, alarm, params)}
+                                         column(feats["train"], "label"), _language_causes(card, settings.model))
+    summary = {"run_id": rid, **metrics_summary(card, run, settings, args, data, feats, result, rows, alarm, params)}
     # The attention actually used: --attn_implementation asks, a model without sdpa falls back to eager.
     attention = getattr(getattr(trainer.model, "config", None), "_attn_implementation", None)
-    tables.write_json(stage / "run_config.json", {"run_id": rid, **run_config(run, args, card), "attention": attention})
+    tables.write_json(stage / "run_config.json", {"run_id": rid, **run_config(run, settings, args, card),
+                                                  "attention": attention})
     (stage / "summary.md").write_text(summary_markdown(summary, rows, per_class), encoding="utf-8")
     tables.write_json(stage / "metrics.json", summary)
     staging.publish(stage, out)
@@ -108,8 +110,9 @@ def _fmt(values: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, float))
 
 
-def run_config(run: RunArgs, args: TrainingArguments, card: TaskCard) -> dict[str, Any]:
-    """The resolved configuration, enough to repeat the run (tokens never included)."""
+def run_config(run: RunArgs, settings: Settings, args: TrainingArguments, card: TaskCard) -> dict[str, Any]:
+    """The resolved configuration, enough to repeat the run (tokens never included): the options as given
+    (`run`) and what they resolved to (`settings`)."""
     training = {k: v for k, v in args.to_dict().items() if "token" not in k}
     return {
         "cardtune": pipelines.__version__,
@@ -117,8 +120,9 @@ def run_config(run: RunArgs, args: TrainingArguments, card: TaskCard) -> dict[st
         "python": platform.python_version(),
         "card": str(card.path),
         "run": asdict(run),
-        "model_path": model.resolve(run.model),
-        "max_length": run.max_length or card.max_length,
+        "settings": asdict(settings),
+        "model_path": model.resolve(settings.model),
+        "max_length": settings.max_length,
         "training_arguments": training,
     }
 

@@ -23,7 +23,7 @@ def effective_batch_size(args: TrainingArguments) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
 
-def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -> dict[str, Any]:
+def metrics_summary(card, run, settings, args, data, feats, result, rows, alarm, params) -> dict[str, Any]:
     """What metrics.json holds: final metrics of the restored best checkpoint, and their context."""
     key = f"validation_{card.select_by}"
     scored = [r for r in rows if key in r]
@@ -31,9 +31,9 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
     test = result.test.metrics if result.test is not None else None
     return {
         "task": card.name,
-        "model": run.model,
-        "model_reason": params.get("model_reason"),
-        "base_model": model.base_model_id(run.model),
+        "model": settings.model,
+        "model_reason": settings.model_reason,
+        "base_model": model.base_model_id(settings.model),
         "data": {"kind": data.kind, "where": data.where, "notes": data.notes,
                  "sizes": {s: len(ds) for s, ds in feats.items()}},
         "warning": ("trained on the bundled SAMPLE, not the real data: metrics are not meaningful"
@@ -46,9 +46,9 @@ def metrics_summary(card, run, args, data, feats, result, rows, alarm, params) -
         "probe": params.get("probe"),
         "below_probe": probe.verdict(card, {"validation": _metric_values(result.validation.metrics),
                                             "test": _metric_values(test) if test else None}, params.get("probe") or {}),
-        "recipe": {"head": run.head, "freeze": run.freeze, "trainable_parameters": params["trainable"],
+        "recipe": {"head": settings.head, "freeze": run.freeze, "trainable_parameters": params["trainable"],
                    "total_parameters": params["total"], "seed": args.seed,
-                   "freeze_word_embeddings": params.get("freeze_word_embeddings", False),
+                   "freeze_word_embeddings": settings.freeze_word_embeddings,
                    "warm_start": params.get("warm_start")},
         "train": _train_figures(args, rows, result),
     }

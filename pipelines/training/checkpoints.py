@@ -30,7 +30,8 @@ from pipelines import filesystem, sealing
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.filesystem import WriteError, is_write_failure, sha256
-from pipelines.training.options import RunArgs
+from pipelines.training.options import RUN_OPTIONS_RESULT_NEUTRAL, TRAINING_ARGUMENTS_RESULT_NEUTRAL, RunArgs
+from pipelines.training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,6 @@ SAVING = ".staging-checkpoint"  # a checkpoint being saved; renamed to checkpoin
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Card keys that only describe the task; changing them changes no result.
 CARD_NOTES = ("description", "recommended_model", "license")
-# Run options and TrainingArguments that change where things go or how they are shown, not the model.
-RUN_IGNORED = frozenset({"task", "list_tasks", "list_models", "data_dir", "model", "online", "keep_checkpoints",
-                         "hub_dry_run", "resume", "threads", "sort_eval", "cache_features", "seeds"})
-ARGS_IGNORED = frozenset({
-    "output_dir", "resume_from_checkpoint", "run_name", "project", "report_to", "disable_tqdm", "log_level",
-    "log_level_replica", "log_on_each_node", "logging_first_step", "logging_nan_inf_filter", "logging_steps",
-    "logging_strategy", "push_to_hub", "save_total_limit", "save_on_each_node", "dataloader_num_workers",
-    "dataloader_persistent_workers", "dataloader_pin_memory", "dataloader_prefetch_factor",
-    "dataloader_multiprocessing_context", "per_device_eval_batch_size", "eval_accumulation_steps",
-    "eval_do_concat_batches", "eval_use_gather_object", "batch_eval_metrics", "skip_memory_metrics", "ddp_timeout",
-    "ddp_bucket_cap_mb", "local_rank", "debug", "include_num_input_tokens_seen", "torch_empty_cache_steps",
-    "use_cpu", "do_train", "do_eval", "do_predict", "restore_callback_states_from_checkpoint",
-})
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, with where it stopped and what can be resumed."""
 
@@ -63,12 +49,15 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.output_dir, self.complete = output_dir, complete
 
 
-def fingerprint(card: TaskCard, run: RunArgs, args: TrainingArguments, splits: datasets.DatasetDict,
-                model_path: str) -> dict[str, Any]:
-    """What a checkpoint must share with a run that resumes it."""
+def fingerprint(card: TaskCard, run: RunArgs, effective: Settings, args: TrainingArguments,
+                splits: datasets.DatasetDict, model_path: str) -> dict[str, Any]:
+    """What a checkpoint must share with a run that resumes it: the options and settings that change the
+    result (declared with `result=True`, the default), the card, the features and the model's files."""
     card_data = {k: v for k, v in card.to_dict().items() if k not in CARD_NOTES}
-    settings = {k: v for k, v in asdict(run).items() if k not in RUN_IGNORED}
-    settings.update({k: v for k, v in args.to_dict().items() if k not in ARGS_IGNORED and "token" not in k})
+    settings = {k: v for k, v in asdict(run).items() if k not in RUN_OPTIONS_RESULT_NEUTRAL}
+    settings.update(effective.result_changing())  # what a None option resolved to
+    settings.update({k: v for k, v in args.to_dict().items()
+                     if k not in TRAINING_ARGUMENTS_RESULT_NEUTRAL and "token" not in k})
     settings["world_size"] = max(1, args.world_size)  # the effective batch size depends on it
     return {"card": _digest(card_data), "data": _features_digest(splits), "model": _model_digest(model_path),
             "settings": json.loads(json.dumps(settings, default=str))}

@@ -21,6 +21,7 @@ from pipelines.training import checkpoints, tracking
 from pipelines.training.callbacks import EpochTimer, LogCallback, ThreadCallback, WatchdogCallback
 from pipelines.training.options import RunArgs
 from pipelines.training.progress import ProgressLog
+from pipelines.training.settings import Settings, resolve
 from pipelines.training.trainer import CardtuneTrainer, class_weights
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,17 @@ def build_trainer(
     tokenizer: PreTrainedTokenizerBase,
     run: RunArgs | None = None,
     callbacks: list | None = None,
+    settings: Settings | None = None,
 ) -> CardtuneTrainer:
-    """A Trainer over tokenized splits, with dynamic padding and the card's metrics."""
+    """A Trainer over tokenized splits, with dynamic padding and the card's metrics (`settings`: the
+    run's, resolved from `card`, `run` and `args` when not given)."""
     run = run or RunArgs()
+    settings = settings or resolve(card, run, args)
     validation = features.sort_by_length(splits["validation"]) if run.sort_eval else splits["validation"]
     callbacks = list(callbacks or [])
     if run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.early_stopping_patience))
-    if not run.threads and not torch.cuda.is_available():
+    if settings.threads_follow_load and not torch.cuda.is_available():
         callbacks.append(ThreadCallback())
     if args.world_size > 1:  # a silent peer ends the run within --ddp_timeout (distributed.Watchdog)
         callbacks.append(WatchdogCallback(args.ddp_timeout))
@@ -95,11 +99,14 @@ def train(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     run: RunArgs | None = None,
+    settings: Settings | None = None,
 ) -> TrainResult:
     """Train, restore the best checkpoint, and predict validation (and test, if any) with it."""
     run = run or RunArgs()
-    trainer = build_trainer(card, args, splits, model, tokenizer, run, [EpochTimer()])
-    trainer.cardtune_fingerprint = checkpoints.fingerprint(card, run, args, splits, loading.resolve(run.model))
+    settings = settings or resolve(card, run, args)
+    trainer = build_trainer(card, args, splits, model, tokenizer, run, [EpochTimer()], settings)
+    trainer.cardtune_fingerprint = checkpoints.fingerprint(card, run, settings, args, splits,
+                                                           loading.resolve(settings.model))
     resume_from = _checkpoint(args, trainer) if run.resume else None
     if resume_from:
         tracking.resume(trainer, checkpoints.session(resume_from), int(resume_from.rsplit("-", 1)[1]))

@@ -4,52 +4,28 @@ card's `defaults`: one line that names the option, the value and what is accepte
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
-from pipelines.modeling import loading, model_folder, offline
-from pipelines.training.options import RunArgs
+from pipelines.modeling import loading, model_folder
+from pipelines.option_fields import Range
+from pipelines.training.options import RunArgs, ranges
+from pipelines.training.settings import Settings
 
-# option -> (lowest, highest, lowest included, highest included); None: no bound
-RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "max_length": (1, None, True, True),
-    "threads": (1, None, True, True),
-    "head_hidden": (1, None, True, True),
-    "trainable_layers": (1, None, True, True),
-    "early_stopping_patience": (1, None, True, True),
-    "classifier_dropout": (0, 1, True, False),
-    "layerwise_lr_decay": (0, 1, False, True),
-    "learning_rate": (0, None, True, True),
-    "num_train_epochs": (0, None, True, True),
-    "per_device_train_batch_size": (1, None, True, True),
-    "per_device_eval_batch_size": (1, None, True, True),
-    "gradient_accumulation_steps": (1, None, True, True),
-    "weight_decay": (0, None, True, True),
-    "warmup_steps": (0, None, True, True),
-    "label_smoothing_factor": (0, 1, True, False),
-    "max_grad_norm": (0, None, True, True),
-    "adam_beta1": (0, 1, True, False),
-    "adam_beta2": (0, 1, True, False),
-    "adam_epsilon": (0, None, False, True),
-    "seed": (0, 2**32 - 1, True, True),
-    "eval_steps": (0, None, False, True),
-    "save_steps": (0, None, False, True),
-    "logging_steps": (0, None, False, True),
-}
+# option -> accepted range, read from the options' declarations (training/options.py)
+RANGES: dict[str, Range] = ranges()
 
 
-def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]) -> None:
-    """Raise a `CardtuneError` for the first value no run could use."""
+def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str], settings: Settings) -> None:
+    """Raise a `CardtuneError` for the first value no run could use (`settings`: what the options resolve to)."""
     values = {**vars(run), **{k: getattr(args, k, None) for k in RANGES if hasattr(args, k)}}
-    for key, bounds in RANGES.items():
+    for key, accepted in RANGES.items():
         value = values.get(key)
         if value is not None and not isinstance(value, bool):
-            problem = _out_of_range(value, *bounds)
+            problem = accepted.problem(value)
             if problem:
                 raise CardtuneError(f"{_source(key, card, argv)} {value}: {problem}")
     if args.max_steps == 0 or args.max_steps < -1:
@@ -69,14 +45,14 @@ def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str]
         search.check_ready(card, run)
     if run.model and Path(run.model).is_dir():  # a local folder: complete, or one line now rather than a bad run
         model_folder.check(run.model, "--model")
-    _check_length(card, run, argv)
+    _check_length(card, run, settings, argv)
 
 
 def parse_seeds(spec: str | None, source: str = "--seeds") -> list[int]:
     """'1,2,3' -> [1, 2, 3]: distinct seeds, each in the range of `--seed`."""
     if not spec:
         return []
-    low, high = int(RANGES["seed"][0]), int(RANGES["seed"][1])
+    low, high = RANGES["seed"].whole_bounds()
     try:
         seeds = [int(s) for s in str(spec).split(",") if s.strip()]
     except ValueError:
@@ -115,26 +91,6 @@ def check_report_to(report_to: str | list[str] | None, source: str = "--report_t
     return list(dict.fromkeys(names))
 
 
-def _out_of_range(value: Any, low: float | None, high: float | None, low_in: bool, high_in: bool) -> str | None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "expected a finite number"
-    too_low = low is not None and (value < low or (value == low and not low_in))
-    too_high = high is not None and (value > high or (value == high and not high_in))
-    if not (too_low or too_high):
-        return None
-    parts = []
-    if low is not None:
-        parts.append(f"{'at least' if low_in else 'above'} {_show(low)}")
-    if high is not None:
-        parts.append(f"{'at most' if high_in else 'below'} {_show(high)}")
-    kind = "a whole number" if isinstance(value, int) else "a number"
-    return f"expected {kind} of {' and '.join(parts)}"
-
-
-def _show(bound: float) -> str:
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
-
-
 def _source(key: str, card: TaskCard, argv: list[str]) -> str:
     """Where a value came from: the command line (as the user spelled the flag) or the card."""
     spellings = {f"--{key}", f"--{key.replace('_', '-')}"}
@@ -147,12 +103,10 @@ def _source(key: str, card: TaskCard, argv: list[str]) -> str:
     return f"--{key}"
 
 
-def _check_length(card: TaskCard, run: RunArgs, argv: list[str]) -> None:
+def _check_length(card: TaskCard, run: RunArgs, settings: Settings, argv: list[str]) -> None:
     """The token limit against the model's: longer inputs would crash in the position embeddings."""
-    # the model the run will use (run.model may be unset)
-    name = offline.choose(run.model, card.language, card.model).name
+    name, length = settings.model, settings.max_length
     limit = model_token_limit(name)
-    length = run.max_length or card.max_length
     if limit is not None and length > limit:
         source = _source("max_length", card, argv) if run.max_length else f"card {card.path.name} `max_length`"
         raise CardtuneError(f"{source} {length} is more than model '{name}' takes "

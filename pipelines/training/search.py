@@ -43,10 +43,12 @@ from pipelines.errors import CardtuneError
 from pipelines.evaluation.metrics import METRICS
 from pipelines.progress import timing
 from pipelines.reporting import search_report
+from pipelines.training import settings as run_settings
 from pipelines.training import tracking
 from pipelines.training.callbacks import EpochTimer
 from pipelines.training.loop import build_trainer
 from pipelines.training.options import RunArgs
+from pipelines.training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +181,12 @@ def run_search(
     args: TrainingArguments,
     feats: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
-    build_model: Callable[[RunArgs], tuple[Any, dict[str, Any]]],
-    train_final: Callable[[RunArgs, TrainingArguments], dict[str, Any]],
+    build_model: Callable[[RunArgs, Settings], tuple[Any, dict[str, Any]]],
+    train_final: Callable[[RunArgs, TrainingArguments, Settings], dict[str, Any]],
 ) -> dict[str, Any]:
     """Run the missing trials, write the search report; train the final model when asked.
-    Returns the report's summary (empty on processes other than the main one)."""
+    Returns the report's summary (empty on processes other than the main one). Each trial, and the
+    final model, is a run of its own: its settings are resolved from its options."""
     space = check_ready(card, run)
     out, main = Path(args.output_dir), args.process_index == 0
     study = open_study(out, card, space, args.seed) if main else None
@@ -210,7 +213,7 @@ def run_search(
         final_run = dataclasses.replace(final_run, search=None,
                                         resume=run.resume and _has_checkpoint(final_args.output_dir))
         log.info("search: training the final model with trial %d's settings into %s", best["trial"], out / "final")
-        final = train_final(final_run, final_args)
+        final = train_final(final_run, final_args, run_settings.resolve(card, final_run, final_args))
         if main:
             summary["final"] = {"folder": "final", "validation": final.get("validation")}
     elif run.search_final and main:
@@ -270,7 +273,8 @@ def _log_start(study: Any, plan: dict[str, Any], select_by: str, done: int, todo
 
 
 def run_trial(card: TaskCard, run: RunArgs, args: TrainingArguments, feats: datasets.DatasetDict,
-              tokenizer: PreTrainedTokenizerBase, build_model: Callable[[RunArgs], tuple[Any, dict[str, Any]]],
+              tokenizer: PreTrainedTokenizerBase,
+              build_model: Callable[[RunArgs, Settings], tuple[Any, dict[str, Any]]],
               plan: dict[str, Any], trial: Any = None) -> TrialMonitor:
     """Train once with the trial's settings; no checkpoints unless early stopping needs them. `trial`:
     the Optuna trial on the main process, None on the others."""
@@ -279,16 +283,18 @@ def run_trial(card: TaskCard, run: RunArgs, args: TrainingArguments, feats: data
     trial_args.seed = seed
     trial_args.output_dir = str(Path(args.output_dir) / "trials" / f"trial-{number}")
     trial_args.run_name = f"{args.run_name}-trial{number}" if args.run_name else None
-    tracking.name_run(card, trial_run, trial_args, trial=number)
+    settings = run_settings.resolve(card, trial_run, trial_args)
+    tracking.name_run(card, settings, trial_args, trial=number)
     if not trial_run.early_stopping_patience:  # the score is read at each evaluation: nothing to restore
         trial_args.save_strategy, trial_args.load_best_model_at_end = SaveStrategy.NO, False
     transformers.set_seed(seed)  # the new head is initialised at load time
     monitor = TrialMonitor(trial, card.select_by, METRICS[card.select_by].higher_is_better)
-    classifier, _ = build_model(trial_run)
-    trainer = build_trainer(card, trial_args, feats, classifier, tokenizer, trial_run, [EpochTimer(), monitor])
+    classifier, _ = build_model(trial_run, settings)
+    trainer = build_trainer(card, trial_args, feats, classifier, tokenizer, trial_run, [EpochTimer(), monitor],
+                            settings)
     trainer.train()
     if monitor.best is not None:
-        tracking.log_final(trainer, card, trial_run, {"validation": {card.select_by: monitor.best}})
+        tracking.log_final(trainer, card, trial_run, settings, {"validation": {card.select_by: monitor.best}})
     folder = Path(trial_args.output_dir)
     for checkpoint in folder.glob("checkpoint-*"):
         shutil.rmtree(checkpoint, ignore_errors=True)

@@ -27,6 +27,7 @@ from pipelines.errors import CardtuneError
 from pipelines.modeling import offline
 from pipelines.reporting.run_id import new_run_id
 from pipelines.training.options import RunArgs
+from pipelines.training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,15 @@ def run_name(card: TaskCard, model: str | None, seed: int, trial: int | None = N
     return f"{card.name}-{short_model(model)}" + (f"-trial{trial}" if trial is not None else "") + f"-seed{seed}"
 
 
-def name_run(card: TaskCard, run: RunArgs, args: TrainingArguments, trial: int | None = None) -> None:
+def name_run(card: TaskCard, settings: Settings, args: TrainingArguments, trial: int | None = None) -> None:
     """Set `run_name` from the card, model and seed unless the card or the command line set one."""
     if not args.run_name:
-        args.run_name = run_name(card, run.model, args.seed, trial)
+        args.run_name = run_name(card, settings.model, args.seed, trial)
 
 
-def tags(card: TaskCard, run: RunArgs, args: TrainingArguments) -> list[str]:
+def tags(card: TaskCard, settings: Settings, args: TrainingArguments) -> list[str]:
     """What a run is filed under: task, model, seed and the card's languages."""
-    return [card.name, short_model(run.model), f"seed-{args.seed}", *card.language]
+    return [card.name, short_model(settings.model), f"seed-{args.seed}", *card.language]
 
 
 def configure(trainer: Trainer) -> None:
@@ -131,14 +132,16 @@ def _drop_events_after(folder: Path, step: int) -> None:
                  len(events) - len(kept), step, path.name)
 
 
-def hyperparameters(card: TaskCard, run: RunArgs, args: TrainingArguments) -> dict[str, Any]:
-    """The card and the run configuration, flattened to the scalars trackers accept."""
+def hyperparameters(card: TaskCard, run: RunArgs, settings: Settings, args: TrainingArguments) -> dict[str, Any]:
+    """The card and the run configuration, flattened to the scalars trackers accept. `run/...` holds
+    what the run used: an option left unset shows the value it resolved to (`Settings`)."""
     values: dict[str, Any] = {
-        "task": card.name, "model": run.model, "seed": args.seed, "run_name": args.run_name,
-        "tags": ",".join(tags(card, run, args)), "card/path": str(card.path), "card/select_by": card.select_by,
+        "task": card.name, "model": settings.model, "seed": args.seed, "run_name": args.run_name,
+        "tags": ",".join(tags(card, settings, args)), "card/path": str(card.path), "card/select_by": card.select_by,
         "card/max_length": card.max_length, "card/labels": len(card.labels),
         **{f"card/defaults/{k}": v for k, v in card.defaults.items()},
         **{f"run/{k}": v for k, v in dataclasses.asdict(run).items()},
+        **{f"run/{k}": v for k, v in dataclasses.asdict(settings).items()},
         **{f"args/{k}": v for k, v in args.to_dict().items() if "token" not in k},
     }
     return {k: _scalar(v) for k, v in values.items()}
@@ -162,12 +165,13 @@ def final_metrics(splits: dict[str, dict[str, float] | None], names: tuple[str, 
     return out
 
 
-def log_final(trainer: Trainer, card: TaskCard, run: RunArgs, splits: dict[str, dict[str, float] | None]) -> None:
+def log_final(trainer: Trainer, card: TaskCard, run: RunArgs, settings: Settings,
+              splits: dict[str, dict[str, float] | None]) -> None:
     """Hyperparameters and the final metrics of the restored best checkpoint, on the main process."""
     names = [n for n in reported(trainer.args.report_to) if n in FINAL_LOGGED]
     if not names or not trainer.is_world_process_zero():
         return
-    hparams = hyperparameters(card, run, trainer.args)
+    hparams = hyperparameters(card, run, settings, trainer.args)
     final = final_metrics(splits, (*card.metrics, card.select_by))
     if "tensorboard" in names:
         _to_tensorboard(trainer, hparams, final)
