@@ -101,3 +101,16 @@ def test_a_cards_model_sits_between_the_language_default_and_the_command_line():
     assert chosen.name == "multilingual-e5-small" and chosen.reason == "the card's `model`"
     assert offline.choose("mpnet-base", ("en",), "e5-small").name == "mpnet-base"
     assert offline.choose(None, ("en",), "org/some-hub-model").name == "org/some-hub-model"
+
+
+def test_a_cards_first_choice_that_is_not_installed_is_passed_over_with_the_command(monkeypatch):
+    from pipelines.modeling import offline
+
+    mpnet = offline.find("mpnet-base")
+    monkeypatch.setattr(type(mpnet), "missing_packages", lambda self: list(self.packages) if self is mpnet else [])
+    chosen = offline.choose(None, ("en",), ("mpnet-base", "e5-small"))
+    assert chosen.name == "multilingual-e5-small"
+    assert "mpnet-base is not installed" in chosen.reason and mpnet.install in chosen.reason
+    fallback = offline.choose(None, ("en",), ("mpnet-base",))
+    assert fallback.name == "minilm" and "not installed" in fallback.reason
+    assert offline.choose("mpnet-base", ("en",), ("e5-small",)).name == "mpnet-base"  # --model is never passed over

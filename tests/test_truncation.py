@@ -148,7 +148,7 @@ def test_wrong_strategy_kinds_are_each_reported_at_once(tmp_path):
 
 def test_imdb_card_validates_and_tokenizes_with_head_tail(tmp_path, wordpiece):
     raw = yaml.safe_load((ROOT / "task_cards" / "imdb.yaml").read_text(encoding="utf-8"))
-    raw.update(truncation="head_tail", head_tokens=128)
+    raw.update(truncation="head_tail", head_tokens=128, max_length=256)
     path = tmp_path / "imdb.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     card = load_card(path)

@@ -216,9 +216,11 @@ class TaskCard:
         "with `truncation: head_tail`, what the head keeps: a number of tokens (e.g. `128`) or a fraction of the "
         "budget (`max_length` less the special tokens); the tail keeps the rest of the budget. A number larger "
         "than the budget (a smaller `--max_length`) is cut to it: all head, no tail", DEFAULT_HEAD_TOKENS)
-    model: str | None = key(
-        s.string, "the model this task trains unless `--model` names another: an offline model's name, a local "
-                  "folder or a Hub id (default: the model list's default for the card's `language`)", None)
+    model: tuple[str, ...] = key(
+        s.list_of(s.string, 1, unique=True),
+        "the model this task trains unless `--model` names another, or models in order of preference (the first "
+        "that is installed; a local folder or Hub id counts as available): offline names, folders or Hub ids "
+        "(default: the model list's default for the card's `language`)", ())
     recommended_model: str | None = key(s.string, "the model the source tutorial used (shown by `--list-tasks`)", None)
     language: tuple[str, ...] = key(s.list_of(s.string, 1), "languages of the texts, for the model card", ("en",))
     license: str | None = key(s.string, "dataset license, for the model card", None)
@@ -254,6 +256,8 @@ class TaskCard:
         out["preprocess"] = s.to_plain([{n: dict(kw)} if kw else n for n, kw in self.preprocess])
         if not self.label_map:
             del out["label_map"]
+        if not self.model:
+            del out["model"]
         if self.truncation != "head_tail":
             del out["head_tokens"]  # read only by head_tail; the card check refuses it elsewhere
         return out

@@ -234,14 +234,25 @@ class ModelChoice:
     offline: OfflineModel | None
 
 
-def choose(model: str | None, languages: tuple[str, ...], card_model: str | None = None) -> ModelChoice:
-    """`--model` when given, else the card's `model`, else the card language's default (offline names become
-    their canonical name)."""
-    for given, why in ((model, "given with --model"), (card_model, "the card's `model`")):
-        if given:
-            entry = find(given)
-            return ModelChoice(entry.name if entry else given, why, entry)
+def choose(model: str | None, languages: tuple[str, ...],
+           card_models: tuple[str, ...] | str | None = ()) -> ModelChoice:
+    """`--model` when given, else the first available of the card's `model` preferences (an offline model that is
+    not installed is passed over, with the command that installs it in the reason), else the card language's
+    default. Offline names become their canonical name."""
+    if model:
+        entry = find(model)
+        return ModelChoice(entry.name if entry else model, "given with --model", entry)
+    skipped = []
+    for given in (card_models,) if isinstance(card_models, str) else card_models or ():
+        entry = find(given)
+        if entry is not None and entry.missing_packages():
+            skipped.append(f"{entry.name} is not installed (`{entry.install}`)")
+            continue
+        why = "the card's `model`" if not skipped else f"the card's next `model` choice: {'; '.join(skipped)}"
+        return ModelChoice(entry.name if entry else given, why, entry)
     name, reason = default_for(languages)
+    if skipped:
+        reason += f"; the card's `model` choices are not installed: {'; '.join(skipped)}"
     return ModelChoice(name, f"chosen by the card's language: {reason}", find(name))
 
 
