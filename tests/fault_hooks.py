@@ -46,8 +46,6 @@ def sigint_at_step(step: str) -> None:
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == int(step):
-            # raise_signal goes to this thread and is handled on return; os.kill(getpid()) may land on a busy
-            # machine in another thread, handled only later (the test once saw training finish first)
             signal.raise_signal(signal.SIGINT)  # a real SIGINT, delivered as KeyboardInterrupt like Ctrl-C
 
     callbacks.LogCallback.on_step_end = on_step_end
