@@ -111,6 +111,7 @@ def test_a_cards_first_choice_that_is_not_installed_is_passed_over_with_the_comm
     chosen = offline.choose(None, ("en",), ("mpnet-base", "e5-small"))
     assert chosen.name == "multilingual-e5-small"
     assert "mpnet-base is not installed" in chosen.reason and mpnet.install in chosen.reason
+    assert chosen.passed_over and not offline.choose(None, ("en",), ("e5-small",)).passed_over
     fallback = offline.choose(None, ("en",), ("mpnet-base",))
     assert fallback.name == "minilm" and "not installed" in fallback.reason
     assert offline.choose("mpnet-base", ("en",), ("e5-small",)).name == "mpnet-base"  # --model is never passed over

@@ -43,7 +43,7 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments, settings: Se
     settings = settings or resolve(card, run, args)
     threads = hardware.configure_threads(None if settings.threads_follow_load else settings.threads)
     # A card's first choice passed over because it is not installed is worth a WARNING: the scores differ.
-    (log.warning if "not installed" in settings.model_reason else log.info)(
+    (log.warning if settings.models_passed_over else log.info)(
         "model %s (%s)", settings.model, settings.model_reason)
     if not run.head:
         log.info("head %s: the one that reads this model as it was trained (its pooling)", settings.head)

@@ -29,6 +29,8 @@ class Settings:
     model: str = _setting(None, "--model, else the card's `model`, else the default for its language (a named "
                                 "model: its canonical name)", result=False)
     model_reason: str = _setting(None, "why this model", result=False)
+    models_passed_over: tuple[str, ...] = _setting((), "the card's earlier `model` choices that are not installed",
+                                                   result=False)
     max_length: int = _setting(None, "--max_length, else the card's `max_length`")
     head: str = _setting(None, "--head, else the head that reads the encoder as it was trained (its pooling)")
     freeze_word_embeddings: bool = _setting(None, "--freeze_word_embeddings, else the named model's advice")
@@ -52,6 +54,7 @@ def resolve(card: TaskCard, run: RunArgs, args: Any = None) -> Settings:
     return Settings(
         model=choice.name,
         model_reason=choice.reason,
+        models_passed_over=choice.passed_over,
         max_length=run.max_length or card.max_length,
         head=run.head or default_head(choice, run.online),
         freeze_word_embeddings=(run.freeze_word_embeddings if run.freeze_word_embeddings is not None

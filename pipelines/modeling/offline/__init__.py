@@ -232,6 +232,7 @@ class ModelChoice:
     name: str
     reason: str
     offline: OfflineModel | None
+    passed_over: tuple[str, ...] = ()  # the card's earlier choices that are not installed
 
 
 def choose(model: str | None, languages: tuple[str, ...],
@@ -249,11 +250,11 @@ def choose(model: str | None, languages: tuple[str, ...],
             skipped.append(f"{entry.name} is not installed (`{entry.install}`)")
             continue
         why = "the card's `model`" if not skipped else f"the card's next `model` choice: {'; '.join(skipped)}"
-        return ModelChoice(entry.name if entry else given, why, entry)
+        return ModelChoice(entry.name if entry else given, why, entry, tuple(skipped))
     name, reason = default_for(languages)
     if skipped:
         reason += f"; the card's `model` choices are not installed: {'; '.join(skipped)}"
-    return ModelChoice(name, f"chosen by the card's language: {reason}", find(name))
+    return ModelChoice(name, f"chosen by the card's language: {reason}", find(name), tuple(skipped))
 
 
 def pooling_of(choice: ModelChoice, path: str | None = None) -> str:
