@@ -44,6 +44,11 @@ def kill_at_rename(which: str) -> None:
 def sigint_at_step(step: str) -> None:
     from pipelines.training import callbacks
 
+    # A shell without job control starts `cmd &` with SIGINT ignored, and Python keeps it ignored:
+    # a suite launched that way would see this Ctrl-C vanish. A terminal's Ctrl-C reaches a
+    # foreground process that has Python's own handler, so the hook restores it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == int(step):
             signal.raise_signal(signal.SIGINT)  # a real SIGINT, delivered as KeyboardInterrupt like Ctrl-C
