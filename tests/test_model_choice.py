@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import write_card
 
 from pipelines.card.cards import load_card
 from pipelines.cli.run import main
@@ -115,3 +116,45 @@ def test_a_cards_first_choice_that_is_not_installed_is_passed_over_with_the_comm
     fallback = offline.choose(None, ("en",), ("mpnet-base",))
     assert fallback.name == "minilm" and "not installed" in fallback.reason
     assert offline.choose("mpnet-base", ("en",), ("e5-small",)).name == "mpnet-base"  # --model is never passed over
+
+
+def test_model_defaults_give_each_model_its_own_recipe_under_the_command_line(tmp_path):
+    from pipelines.cli.run import build_parser, parse
+    from pipelines.training.arguments import card_settings
+
+    path = write_card(tmp_path, model=["mpnet-base", "minilm"],
+                      model_defaults={"all-MiniLM-L6-v2": {"learning_rate": 5.0e-5, "num_train_epochs": 10}})
+    card = load_card(str(path))
+    assert card.model_defaults == {"minilm": {"learning_rate": 5.0e-5, "num_train_epochs": 10}}  # alias -> name
+    assert card.defaults_for("mpnet-base") == card.defaults
+    assert card.defaults_for("minilm") == {**card.defaults, "learning_rate": 5.0e-5, "num_train_epochs": 10}
+    out = ["--output-dir", str(tmp_path / "o")]
+    _, args = parse(card, out, "MiniLM")  # --model as the user spelled it
+    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (5.0e-5, 10, 8)
+    _, args = parse(card, [*out, "--learning_rate", "3e-5"], "minilm")
+    assert (args.learning_rate, args.num_train_epochs) == (3e-5, 10)  # the command line over the card
+    _, args = parse(card, out, "mpnet-base")
+    assert (args.learning_rate, args.num_train_epochs) == (1.0e-3, 2)
+    # Without --model: the model the card's preference picks gets its recipe.
+    chosen = offline.choose(None, card.language, card.model).name
+    assert card_settings(card)["learning_rate"] == (5.0e-5 if chosen == "minilm" else 1.0e-3)
+    assert build_parser(card, "minilm").get_default("num_train_epochs") == 10
+
+
+def test_model_defaults_problems_are_named_with_the_model_and_the_key(tmp_path, capsys):
+    from pipelines.errors import CardError
+
+    path = write_card(tmp_path, model_defaults={"minlm": {"learning_rate": 1.0e-4},
+                                                "mpnet-base": {"learning_rat": 1.0e-4, "num_train_epochs": "3"}})
+    with pytest.raises(CardError) as err:
+        load_card(str(path))
+    msg = str(err.value)
+    assert "model_defaults.minlm: unknown model 'minlm' (did you mean `minilm`?)" in msg
+    assert "model_defaults.mpnet-base.learning_rat: not a TrainingArguments key or cardtune option" in msg
+    assert "model_defaults.mpnet-base.num_train_epochs: expected" in msg
+    # A value the card sets for one model is named as coming from there when it is refused.
+    bad = write_card(tmp_path, name="bad", model_defaults={"minilm": {"num_train_epochs": 0}})
+    code = main(["--task", str(bad), "--model", "minilm", "--output-dir", str(tmp_path / "o")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert f"card {bad.name} `model_defaults.minilm.num_train_epochs` 0" in lines[0], lines[0]

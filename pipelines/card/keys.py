@@ -101,6 +101,38 @@ def _settings(value: Any, path: str, problems: list) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _model_defaults(value: Any, path: str, problems: list) -> dict[str, dict[str, Any]] | None:
+    """`model_defaults`: a model -> settings like `defaults`, for when that model trains."""
+    if not isinstance(value, dict):
+        problems.append(f"{path}: expected a mapping of model -> settings, e.g. "
+                        f"{{mpnet-base: {{learning_rate: 2.0e-5}}}}, got {s.show(value)}")
+        return None
+    out = {}
+    for name, settings in value.items():
+        where = f"{path}.{name}"
+        model = _model_name(name, where, problems)
+        checked = _settings(settings, where, problems)
+        if model is not None and checked is not None:
+            out[model] = checked
+    return out
+
+
+def _model_name(value: Any, path: str, problems: list) -> str | None:
+    """A named offline model (as its canonical name), or a Hub id or folder (they hold a '/')."""
+    from pipelines.modeling import offline  # the model list imports heavy helpers; only needed here
+
+    entry = offline.find(value) if isinstance(value, str) else None
+    if entry is not None:
+        return entry.name
+    if isinstance(value, str) and "/" in value:
+        return value
+    names = [n for m in offline.OFFLINE_MODELS for n in (m.name, *m.aliases)]
+    hint = s.did_you_mean(str(value), names)
+    problems.append(f"{path}: unknown model {value!r}{hint}; name an offline model "
+                    f"({', '.join(m.name for m in offline.OFFLINE_MODELS)}), a Hub id or a folder")
+    return None
+
+
 def _numeric_string(val: Any) -> float | None:
     """1e-5 written without a dot is a string to YAML; spot it to say so."""
     if not isinstance(val, str):
@@ -232,6 +264,10 @@ class TaskCard:
         s.list_of(_step), "registered steps, in order, by name or as `{step: {arg: value}}`", ())
     defaults: dict[str, Any] = key(
         _settings, "`TrainingArguments` keys and cardtune options for this task, values of the right type", {})
+    model_defaults: dict[str, dict[str, Any]] = key(
+        _model_defaults, "settings for one model, over `defaults` when that model trains (the card's choice or "
+                         "`--model`): a model name → settings like `defaults`; each model gets the recipe measured "
+                         "for it", {})
     search: dict[str, Any] = key(
         _search, "space of `--search N`: a setting → `{low, high, log}` (integer bounds: whole numbers) or "
                  "`{choices: [...]}`", {})
@@ -250,6 +286,11 @@ class TaskCard:
         path = SAMPLES_DIR / (self.dataset.sample or f"{self.name}.jsonl")
         return path if path.is_file() else None
 
+    def defaults_for(self, model: str | None) -> dict[str, Any]:
+        """The card's settings for a run of `model` (a canonical offline name, Hub id or folder):
+        `defaults`, with that model's `model_defaults` over them."""
+        return {**self.defaults, **self.model_defaults.get(model or "", {})}
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved card as plain YAML-able data (loads back with `load_card`)."""
         out = s.to_plain(self)
@@ -258,6 +299,8 @@ class TaskCard:
             del out["label_map"]
         if not self.model:
             del out["model"]
+        if not self.model_defaults:
+            del out["model_defaults"]
         if self.truncation != "head_tail":
             del out["head_tokens"]  # read only by head_tail; the card check refuses it elsewhere
         return out

@@ -57,8 +57,9 @@ def list_models() -> str:
     return "\n".join(lines)
 
 
-def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
-    """HfArgumentParser over RunArgs + TrainingArguments (their facts in --help), with the card's defaults applied."""
+def build_parser(card: TaskCard | None = None, model: str | None = None) -> HfArgumentParser:
+    """HfArgumentParser over RunArgs + TrainingArguments (their facts in --help), with the card's defaults for
+    `model` (the `--model` value; None: the card's choice) applied."""
     from transformers import TrainingArguments
 
     from pipelines.cli._parser import OptionParser
@@ -72,7 +73,7 @@ def build_parser(card: TaskCard | None = None) -> HfArgumentParser:
     parser.add_argument("--hub-private", "--hub_private", dest="hub_private_repo", action="store_const", const=True,
                         default=argparse.SUPPRESS, help="Create the Hub repository private (--push-to-hub).")
     if card is not None:
-        defaults = card_settings(card)
+        defaults = card_settings(card, model)
         defaults["disable_tqdm"] = not sys.stderr.isatty()
         parser.set_defaults(**defaults)
     return parser
@@ -82,6 +83,7 @@ def early_flags(argv: list[str]) -> argparse.Namespace:
     """The flags needed before the card is loaded and any Hugging Face library is imported."""
     pre = one_line_errors(argparse.ArgumentParser(add_help=False))
     pre.add_argument("--task")
+    pre.add_argument("--model")  # picks the card's `model_defaults` before the full parse
     pre.add_argument("--list-tasks", "--list_tasks", action="store_true")
     pre.add_argument("--list-models", "--list_models", action="store_true")
     pre.add_argument("--online", action="store_true")
@@ -90,12 +92,13 @@ def early_flags(argv: list[str]) -> argparse.Namespace:
     return pre.parse_known_args(argv)[0]
 
 
-def parse(card: TaskCard, argv: list[str]) -> tuple[RunArgs, TrainingArguments]:
-    """RunArgs and TrainingArguments for `card` from the command line; bad combinations are one line."""
+def parse(card: TaskCard, argv: list[str], model: str | None = None) -> tuple[RunArgs, TrainingArguments]:
+    """RunArgs and TrainingArguments for `card` with `model` (`--model`) from the command line; bad
+    combinations are one line."""
     from pipelines.errors import CardtuneError
 
     try:
-        return build_parser(card).parse_args_into_dataclasses(args=argv)
+        return build_parser(card, model).parse_args_into_dataclasses(args=argv)
     except ValueError as err:  # TrainingArguments rejects a combination of values
         unused = re.match(r"Some specified arguments are not used by the HfArgumentParser: (.*)", str(err))
         if unused:
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         card = load_card(known.task)
         try:
-            run_args, training_args = parse(card, argv)
+            run_args, training_args = parse(card, argv, known.model)
         except SystemExit as exit_:  # argparse already printed usage and the error
             return int(exit_.code or 0)
         from pipelines import hardware

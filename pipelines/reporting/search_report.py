@@ -38,17 +38,20 @@ def trial_rows(study: Any, select_by: str, space: dict[str, Param]) -> list[dict
     return rows
 
 
-def snippet(card: TaskCard, best: dict[str, Any], counts: dict[str, int]) -> str:
-    """The card's `defaults:` with the best trial's settings in place, as YAML to paste."""
-    merged = {**card.defaults, **best["params"]}
+def snippet(card: TaskCard, best: dict[str, Any], counts: dict[str, int], model: str | None = None) -> str:
+    """The card's settings for the searched `model` (its `model_defaults:` entry if it has one, else
+    `defaults:`) with the best trial's settings in place, as YAML to paste."""
+    section = card.model_defaults.get(model or "")
+    where, indent = (f"model_defaults.{model}", "    ") if section is not None else ("defaults", "  ")
+    merged = {**(section if section is not None else card.defaults), **best["params"]}
     lines = [f"# Best of {counts['finished']} finished trial(s) ({counts['pruned']} pruned) of a search on "
              f"{card.name}: trial {best['trial']}, validation {card.select_by} {best['value']:.4f} at epoch "
              f"{best['epoch']} (seed {best['seed']}).",
-             "# Paste over the card's `defaults:`; searched values are rounded to 4 significant digits.",
-             "defaults:"]
+             f"# Paste over the card's `{where}:`; searched values are rounded to 4 significant digits."]
+    lines += ["model_defaults:", f"  {model}:"] if section is not None else ["defaults:"]
     for key, value in merged.items():
         line = yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False).strip()
-        lines.append(f"  {line}" + ("  # searched" if key in best["params"] else ""))
+        lines.append(f"{indent}{line}" + ("  # searched" if key in best["params"] else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -69,8 +72,10 @@ def importances(study: Any) -> dict[str, float]:
         return {}
 
 
-def write_report(study: Any, out: Path, card: TaskCard, space: dict[str, Param]) -> dict[str, Any]:
-    """Write every search artefact into `out` (staged, then moved into place); returns search.json."""
+def write_report(study: Any, out: Path, card: TaskCard, space: dict[str, Param],
+                 model: str | None = None) -> dict[str, Any]:
+    """Write every search artefact into `out` (staged, then moved into place); returns search.json.
+    `model`: the searched model's name, for the settings snippet."""
     rows = trial_rows(study, card.select_by, space)
     counts = {state: sum(r["state"] == state for r in rows) for state in ("complete", "pruned", "fail")}
     counts["finished"] = counts["complete"] + counts["pruned"]
@@ -87,7 +92,7 @@ def write_report(study: Any, out: Path, card: TaskCard, space: dict[str, Param])
     plot_history(rows, card.select_by, study.direction.name.lower(), stage / "search_history.png")
     plot_importance(rows, card.select_by, weights, space, stage / "search_importance.png")
     if best:
-        (stage / "best_defaults.yaml").write_text(snippet(card, best, counts), encoding="utf-8")
+        (stage / "best_defaults.yaml").write_text(snippet(card, best, counts, model), encoding="utf-8")
     summary = {"task": card.name, "select_by": card.select_by, "direction": study.direction.name.lower(),
                "trials": counts, "space": {name: p.describe() for name, p in space.items()},
                "best": best, "importance": weights}

@@ -36,9 +36,15 @@ def base_defaults(card: TaskCard) -> dict[str, Any]:
     }
 
 
-def card_settings(card: TaskCard) -> dict[str, Any]:
-    """Every default a run of `card` starts from: cardtune's, overridden by the card's `defaults:`.
+def card_settings(card: TaskCard, model: str | None = None) -> dict[str, Any]:
+    """Every default a run of `card` with `model` starts from: cardtune's, overridden by the card's
+    `defaults:`, overridden by the card's `model_defaults:` for that model. `model`: the name from
+    `--model` as given; None: the model a run without `--model` trains.
 
-    The one place the precedence is written: TrainingArguments default < cardtune < card < command
-    line (the command line is applied on top, by the parser these values become defaults of)."""
-    return {**base_defaults(card), **card.defaults}
+    The one place the precedence is written: TrainingArguments default < cardtune < card < card for
+    the model < command line (the command line is applied on top, by the parser these values become
+    defaults of)."""
+    from pipelines.modeling import offline
+
+    chosen = offline.choose(model, card.language, card.model).name
+    return {**base_defaults(card), **card.defaults_for(chosen)}

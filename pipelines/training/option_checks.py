@@ -3,6 +3,7 @@ card's `defaults`: one line that names the option, the value and what is accepte
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,23 +23,24 @@ RANGES: dict[str, Range] = ranges()
 def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str], settings: Settings) -> None:
     """Raise a `CardtuneError` for the first value no run could use (`settings`: what the options resolve to)."""
     values = {**vars(run), **{k: getattr(args, k, None) for k in RANGES if hasattr(args, k)}}
+    source = functools.partial(_source, card=card, argv=argv, model=settings.model)
     for key, accepted in RANGES.items():
         value = values.get(key)
         if value is not None and not isinstance(value, bool):
             problem = accepted.problem(value)
             if problem:
-                raise CardtuneError(f"{_source(key, card, argv)} {value}: {problem}")
+                raise CardtuneError(f"{source(key)} {value}: {problem}")
     if args.max_steps == 0 or args.max_steps < -1:
-        raise CardtuneError(f"{_source('max_steps', card, argv)} {args.max_steps}: expected a whole number of steps, "
+        raise CardtuneError(f"{source('max_steps')} {args.max_steps}: expected a whole number of steps, "
                             "at least 1 (or -1: train for num_train_epochs)")
     if args.max_steps == -1 and not args.num_train_epochs > 0:
-        raise CardtuneError(f"{_source('num_train_epochs', card, argv)} {args.num_train_epochs}: expected a number "
+        raise CardtuneError(f"{source('num_train_epochs')} {args.num_train_epochs}: expected a number "
                             "of epochs above 0 (or set --max_steps)")
-    parse_seeds(run.seeds, _source("seeds", card, argv))
+    parse_seeds(run.seeds, source("seeds"))
     from pipelines import hub
 
     hub.refuse_token(args.hub_model_id)  # published or not, it lands in run_config.json and the trackers
-    args.report_to = check_report_to(args.report_to, _source("report_to", card, argv))
+    args.report_to = check_report_to(args.report_to, source("report_to"))
     if run.search is not None:
         from pipelines.training import search
 
@@ -91,14 +93,15 @@ def check_report_to(report_to: str | list[str] | None, source: str = "--report_t
     return list(dict.fromkeys(names))
 
 
-def _source(key: str, card: TaskCard, argv: list[str]) -> str:
-    """Where a value came from: the command line (as the user spelled the flag) or the card."""
+def _source(key: str, card: TaskCard, argv: list[str], model: str | None = None) -> str:
+    """Where a value came from: the command line (as the user spelled the flag) or the card (for `model`)."""
     spellings = {f"--{key}", f"--{key.replace('_', '-')}"}
     given = next((a.split("=", 1)[0] for a in argv if a.split("=", 1)[0] in spellings), None)
     if given:
         return given
-    if key in card.defaults or (key == "max_length" and card.max_length):
-        where = "defaults." if key in card.defaults else ""
+    for_model = card.model_defaults.get(model or "", {})
+    if key in for_model or key in card.defaults or (key == "max_length" and card.max_length):
+        where = f"model_defaults.{model}." if key in for_model else "defaults." if key in card.defaults else ""
         return f"card {card.path.name} `{where}{key}`"
     return f"--{key}"
 
@@ -108,7 +111,8 @@ def _check_length(card: TaskCard, run: RunArgs, settings: Settings, argv: list[s
     name, length = settings.model, settings.max_length
     limit = model_token_limit(name)
     if limit is not None and length > limit:
-        source = _source("max_length", card, argv) if run.max_length else f"card {card.path.name} `max_length`"
+        source = (_source("max_length", card, argv, settings.model) if run.max_length
+                  else f"card {card.path.name} `max_length`")
         raise CardtuneError(f"{source} {length} is more than model '{name}' takes "
                             f"({limit} tokens); pass --max-length {limit} or less")
 

@@ -205,7 +205,8 @@ def run_search(
             _run_and_record(study, trial, plan, card.select_by, work)
     except KeyboardInterrupt:
         raise SearchInterrupted(len(finished(study)) if main else 0, run.search, out / DB) from None
-    summary = search_report.write_report(study, out, card, space) if main else {}
+    model = run_settings.resolve(card, run, args).model
+    summary = search_report.write_report(study, out, card, space, model) if main else {}
     best = share(summary.get("best"))
     if run.search_final and best:
         final_run, final_args = apply_params(run, args, best["params"])

@@ -139,7 +139,7 @@ def hyperparameters(card: TaskCard, run: RunArgs, settings: Settings, args: Trai
         "task": card.name, "model": settings.model, "seed": args.seed, "run_name": args.run_name,
         "tags": ",".join(tags(card, settings, args)), "card/path": str(card.path), "card/select_by": card.select_by,
         "card/max_length": card.max_length, "card/labels": len(card.labels),
-        **{f"card/defaults/{k}": v for k, v in card.defaults.items()},
+        **{f"card/defaults/{k}": v for k, v in card.defaults_for(settings.model).items()},
         **{f"run/{k}": v for k, v in dataclasses.asdict(run).items()},
         **{f"run/{k}": v for k, v in dataclasses.asdict(settings).items()},
         **{f"args/{k}": v for k, v in args.to_dict().items() if "token" not in k},
