@@ -8,6 +8,7 @@ from pipelines.card.keys import markdown_table
 from pipelines.errors import CardError
 from pipelines.evaluation.metrics import METRICS
 from pipelines.modeling import offline
+from pipelines.training.arguments import card_defaults
 
 EXPECTED_CARDS = {"cola", "sst2", "imdb", "snli", "mnli", "klue_nli", "nsmc", "ko_emotion"}
 
@@ -36,7 +37,7 @@ def test_shipped_card_defaults_build_run_and_training_arguments(tmp_path):
         run, args = build_parser(card).parse_args_into_dataclasses(args=["--output-dir", str(tmp_path)])
         assert args.metric_for_best_model == card.select_by
         chosen = offline.choose(None, card.language, card.model).name
-        for key, value in card.defaults_for(chosen).items():  # every card default reaches one of the two
+        for key, value in card_defaults(card, chosen).items():  # every card default reaches one of the two
             assert getattr(args, key, None) == value or getattr(run, key, None) == value, (name, key)
 
 

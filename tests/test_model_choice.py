@@ -120,16 +120,15 @@ def test_a_cards_first_choice_that_is_not_installed_is_passed_over_with_the_comm
 
 def test_model_defaults_give_each_model_its_own_recipe_under_the_command_line(tmp_path):
     from pipelines.cli.run import build_parser, parse
-    from pipelines.training.arguments import card_settings
+    from pipelines.training.arguments import card_defaults, card_settings
 
     path = write_card(tmp_path, model=["mpnet-base", "minilm"],
                       model_defaults={"all-MiniLM-L6-v2": {"learning_rate": 5.0e-5, "num_train_epochs": 10}})
     card = load_card(str(path))
-    assert card.model_defaults == {"minilm": {"learning_rate": 5.0e-5, "num_train_epochs": 10}}  # alias -> name
-    assert card.defaults_for("mpnet-base") == card.defaults
-    assert card.defaults_for("minilm") == {**card.defaults, "learning_rate": 5.0e-5, "num_train_epochs": 10}
+    assert card_defaults(card, "mpnet-base") == card.defaults
+    assert card_defaults(card, "minilm") == {**card.defaults, "learning_rate": 5.0e-5, "num_train_epochs": 10}
     out = ["--output-dir", str(tmp_path / "o")]
-    _, args = parse(card, out, "MiniLM")  # --model as the user spelled it
+    _, args = parse(card, out, "MiniLM")  # --model as the user spelled it; the card key is an alias
     assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (5.0e-5, 10, 8)
     _, args = parse(card, [*out, "--learning_rate", "3e-5"], "minilm")
     assert (args.learning_rate, args.num_train_epochs) == (3e-5, 10)  # the command line over the card
@@ -144,17 +143,21 @@ def test_model_defaults_give_each_model_its_own_recipe_under_the_command_line(tm
 def test_model_defaults_problems_are_named_with_the_model_and_the_key(tmp_path, capsys):
     from pipelines.errors import CardError
 
-    path = write_card(tmp_path, model_defaults={"minlm": {"learning_rate": 1.0e-4},
-                                                "mpnet-base": {"learning_rat": 1.0e-4, "num_train_epochs": "3"}})
-    with pytest.raises(CardError) as err:
+    path = write_card(tmp_path, model_defaults={"mpnet-base": {"learning_rat": 1.0e-4, "num_train_epochs": "3"}})
+    with pytest.raises(CardError) as err:  # every problem at once, when the card loads
         load_card(str(path))
     msg = str(err.value)
-    assert "model_defaults.minlm: unknown model 'minlm' (did you mean `minilm`?)" in msg
     assert "model_defaults.mpnet-base.learning_rat: not a TrainingArguments key or cardtune option" in msg
     assert "model_defaults.mpnet-base.num_train_epochs: expected" in msg
-    # A value the card sets for one model is named as coming from there when it is refused.
-    bad = write_card(tmp_path, name="bad", model_defaults={"minilm": {"num_train_epochs": 0}})
-    code = main(["--task", str(bad), "--model", "minilm", "--output-dir", str(tmp_path / "o")])
+    out = ["--output-dir", str(tmp_path / "o")]
+    # Model names are checked when the run starts (a card does not import the model list), before any work.
+    typo = write_card(tmp_path, name="typo", model_defaults={"minlm": {"learning_rate": 1.0e-4}})
+    assert main(["--task", str(typo), *out]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1
-    assert f"card {bad.name} `model_defaults.minilm.num_train_epochs` 0" in lines[0], lines[0]
+    assert len(lines) == 1 and f"card {typo.name} `model_defaults.minlm`: unknown model 'minlm' (did you mean " \
+                                "`minilm`?)" in lines[0], lines
+    # A value the card sets for one model is named as coming from there when it is refused.
+    bad = write_card(tmp_path, name="bad", model_defaults={"e5-small": {"num_train_epochs": 0}})
+    assert main(["--task", str(bad), "--model", "multilingual-e5-small", *out]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"card {bad.name} `model_defaults.e5-small.num_train_epochs` 0" in lines[0], lines

@@ -177,3 +177,17 @@ def test_search_refuses_seeds_without_a_final_model_a_push_and_a_missing_optuna(
     assert 'the `optuna` package is not installed; install it with `pip install -e ".[search]"`' in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_settings_snippet_goes_to_the_searched_models_entry(tmp_path):
+    from pipelines.card.cards import load_card
+    from pipelines.reporting.search_report import snippet
+
+    card = load_card(str(write_card(tmp_path, model_defaults={"minilm": {"num_train_epochs": 10}})))
+    best = {"trial": 2, "value": 0.5, "epoch": 3, "seed": 42, "params": {"learning_rate": 3e-5}}
+    counts = {"finished": 3, "pruned": 0}
+    plain = yaml.safe_load(snippet(card, best, counts))
+    assert plain == {"defaults": {**card.defaults, "learning_rate": 3e-5}}
+    text = snippet(card, best, counts, "minilm")
+    assert "Paste over the card's `model_defaults.minilm:`" in text
+    assert yaml.safe_load(text) == {"model_defaults": {"minilm": {"num_train_epochs": 10, "learning_rate": 3e-5}}}

@@ -102,35 +102,19 @@ def _settings(value: Any, path: str, problems: list) -> dict[str, Any] | None:
 
 
 def _model_defaults(value: Any, path: str, problems: list) -> dict[str, dict[str, Any]] | None:
-    """`model_defaults`: a model -> settings like `defaults`, for when that model trains."""
+    """`model_defaults`: a model -> settings like `defaults`, for when that model trains. The names are
+    checked against the model list when a run starts (training/option_checks.py): the card layer
+    does not import the models."""
     if not isinstance(value, dict):
         problems.append(f"{path}: expected a mapping of model -> settings, e.g. "
                         f"{{mpnet-base: {{learning_rate: 2.0e-5}}}}, got {s.show(value)}")
         return None
     out = {}
     for name, settings in value.items():
-        where = f"{path}.{name}"
-        model = _model_name(name, where, problems)
-        checked = _settings(settings, where, problems)
-        if model is not None and checked is not None:
-            out[model] = checked
+        checked = _settings(settings, f"{path}.{name}", problems)
+        if checked is not None:
+            out[str(name)] = checked
     return out
-
-
-def _model_name(value: Any, path: str, problems: list) -> str | None:
-    """A named offline model (as its canonical name), or a Hub id or folder (they hold a '/')."""
-    from pipelines.modeling import offline  # the model list imports heavy helpers; only needed here
-
-    entry = offline.find(value) if isinstance(value, str) else None
-    if entry is not None:
-        return entry.name
-    if isinstance(value, str) and "/" in value:
-        return value
-    names = [n for m in offline.OFFLINE_MODELS for n in (m.name, *m.aliases)]
-    hint = s.did_you_mean(str(value), names)
-    problems.append(f"{path}: unknown model {value!r}{hint}; name an offline model "
-                    f"({', '.join(m.name for m in offline.OFFLINE_MODELS)}), a Hub id or a folder")
-    return None
 
 
 def _numeric_string(val: Any) -> float | None:
@@ -285,11 +269,6 @@ class TaskCard:
         """The bundled sample used when the source cannot be reached, if there is one."""
         path = SAMPLES_DIR / (self.dataset.sample or f"{self.name}.jsonl")
         return path if path.is_file() else None
-
-    def defaults_for(self, model: str | None) -> dict[str, Any]:
-        """The card's settings for a run of `model` (a canonical offline name, Hub id or folder):
-        `defaults`, with that model's `model_defaults` over them."""
-        return {**self.defaults, **self.model_defaults.get(model or "", {})}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved card as plain YAML-able data (loads back with `load_card`)."""

@@ -39,9 +39,9 @@ def trial_rows(study: Any, select_by: str, space: dict[str, Param]) -> list[dict
 
 
 def snippet(card: TaskCard, best: dict[str, Any], counts: dict[str, int], model: str | None = None) -> str:
-    """The card's settings for the searched `model` (its `model_defaults:` entry if it has one, else
-    `defaults:`) with the best trial's settings in place, as YAML to paste."""
-    section = card.model_defaults.get(model or "")
+    """The card's settings for the searched model (its `model_defaults:` entry `model` if it has one,
+    else `defaults:`) with the best trial's settings in place, as YAML to paste."""
+    section = card.model_defaults.get(model) if model else None
     where, indent = (f"model_defaults.{model}", "    ") if section is not None else ("defaults", "  ")
     merged = {**(section if section is not None else card.defaults), **best["params"]}
     lines = [f"# Best of {counts['finished']} finished trial(s) ({counts['pruned']} pruned) of a search on "
@@ -75,7 +75,7 @@ def importances(study: Any) -> dict[str, float]:
 def write_report(study: Any, out: Path, card: TaskCard, space: dict[str, Param],
                  model: str | None = None) -> dict[str, Any]:
     """Write every search artefact into `out` (staged, then moved into place); returns search.json.
-    `model`: the searched model's name, for the settings snippet."""
+    `model`: the card's `model_defaults:` key of the searched model, if it has one, for the settings snippet."""
     rows = trial_rows(study, card.select_by, space)
     counts = {state: sum(r["state"] == state for r in rows) for state in ("complete", "pruned", "fail")}
     counts["finished"] = counts["complete"] + counts["pruned"]

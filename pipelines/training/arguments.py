@@ -8,6 +8,7 @@ from typing import Any
 from pipelines import distributed, hardware
 from pipelines.card.cards import TaskCard
 from pipelines.evaluation.metrics import METRICS
+from pipelines.modeling import offline
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,22 @@ def card_settings(card: TaskCard, model: str | None = None) -> dict[str, Any]:
     The one place the precedence is written: TrainingArguments default < cardtune < card < card for
     the model < command line (the command line is applied on top, by the parser these values become
     defaults of)."""
-    from pipelines.modeling import offline
-
     chosen = offline.choose(model, card.language, card.model).name
-    return {**base_defaults(card), **card.defaults_for(chosen)}
+    return {**base_defaults(card), **card_defaults(card, chosen)}
+
+
+def card_defaults(card: TaskCard, model: str) -> dict[str, Any]:
+    """The card's settings for a run of `model` (its canonical name, Hub id or folder): `defaults:`,
+    with that model's `model_defaults:` entry over them."""
+    entry = model_entry(card, model)
+    return {**card.defaults, **(entry[1] if entry else {})}
+
+
+def model_entry(card: TaskCard, model: str) -> tuple[str, dict[str, Any]] | None:
+    """(the key as the card wrote it, its settings) of the `model_defaults:` entry for `model`; a key
+    may be any of the model's names."""
+    for key, values in card.model_defaults.items():
+        entry = offline.find(key)
+        if (entry.name if entry else key) == model:
+            return key, values
+    return None

@@ -10,9 +10,11 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from pipelines.card.cards import TaskCard
+from pipelines.card.schema import did_you_mean
 from pipelines.errors import CardtuneError
-from pipelines.modeling import loading, model_folder
+from pipelines.modeling import loading, model_folder, offline
 from pipelines.option_fields import Range
+from pipelines.training import arguments
 from pipelines.training.options import RunArgs, ranges
 from pipelines.training.settings import Settings
 
@@ -22,6 +24,7 @@ RANGES: dict[str, Range] = ranges()
 
 def check(card: TaskCard, run: RunArgs, args: TrainingArguments, argv: list[str], settings: Settings) -> None:
     """Raise a `CardtuneError` for the first value no run could use (`settings`: what the options resolve to)."""
+    _check_model_names(card)
     values = {**vars(run), **{k: getattr(args, k, None) for k in RANGES if hasattr(args, k)}}
     source = functools.partial(_source, card=card, argv=argv, model=settings.model)
     for key, accepted in RANGES.items():
@@ -99,11 +102,23 @@ def _source(key: str, card: TaskCard, argv: list[str], model: str | None = None)
     given = next((a.split("=", 1)[0] for a in argv if a.split("=", 1)[0] in spellings), None)
     if given:
         return given
-    for_model = card.model_defaults.get(model or "", {})
-    if key in for_model or key in card.defaults or (key == "max_length" and card.max_length):
-        where = f"model_defaults.{model}." if key in for_model else "defaults." if key in card.defaults else ""
+    entry = arguments.model_entry(card, model) if model else None
+    if entry and key in entry[1]:
+        return f"card {card.path.name} `model_defaults.{entry[0]}.{key}`"
+    if key in card.defaults or (key == "max_length" and card.max_length):
+        where = "defaults." if key in card.defaults else ""
         return f"card {card.path.name} `{where}{key}`"
     return f"--{key}"
+
+
+def _check_model_names(card: TaskCard) -> None:
+    """Each `model_defaults:` key names a model: an offline one (or its alias), a Hub id or a folder."""
+    names = [n for m in offline.OFFLINE_MODELS for n in (m.name, *m.aliases)]
+    for key in card.model_defaults:
+        if offline.find(key) is None and "/" not in key:
+            raise CardtuneError(
+                f"card {card.path.name} `model_defaults.{key}`: unknown model {key!r}{did_you_mean(key, names)}; "
+                f"name an offline model ({', '.join(m.name for m in offline.OFFLINE_MODELS)}), a Hub id or a folder")
 
 
 def _check_length(card: TaskCard, run: RunArgs, settings: Settings, argv: list[str]) -> None:

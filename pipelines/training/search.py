@@ -43,8 +43,8 @@ from pipelines.errors import CardtuneError
 from pipelines.evaluation.metrics import METRICS
 from pipelines.progress import timing
 from pipelines.reporting import search_report
+from pipelines.training import arguments, tracking
 from pipelines.training import settings as run_settings
-from pipelines.training import tracking
 from pipelines.training.callbacks import EpochTimer
 from pipelines.training.loop import build_trainer
 from pipelines.training.options import RunArgs
@@ -205,8 +205,8 @@ def run_search(
             _run_and_record(study, trial, plan, card.select_by, work)
     except KeyboardInterrupt:
         raise SearchInterrupted(len(finished(study)) if main else 0, run.search, out / DB) from None
-    model = run_settings.resolve(card, run, args).model
-    summary = search_report.write_report(study, out, card, space, model) if main else {}
+    entry = arguments.model_entry(card, run_settings.resolve(card, run, args).model)
+    summary = search_report.write_report(study, out, card, space, entry[0] if entry else None) if main else {}
     best = share(summary.get("best"))
     if run.search_final and best:
         final_run, final_args = apply_params(run, args, best["params"])

@@ -26,6 +26,7 @@ from pipelines.card.cards import TaskCard
 from pipelines.errors import CardtuneError
 from pipelines.modeling import offline
 from pipelines.reporting.run_id import new_run_id
+from pipelines.training import arguments
 from pipelines.training.options import RunArgs
 from pipelines.training.settings import Settings
 
@@ -139,7 +140,7 @@ def hyperparameters(card: TaskCard, run: RunArgs, settings: Settings, args: Trai
         "task": card.name, "model": settings.model, "seed": args.seed, "run_name": args.run_name,
         "tags": ",".join(tags(card, settings, args)), "card/path": str(card.path), "card/select_by": card.select_by,
         "card/max_length": card.max_length, "card/labels": len(card.labels),
-        **{f"card/defaults/{k}": v for k, v in card.defaults_for(settings.model).items()},
+        **{f"card/defaults/{k}": v for k, v in arguments.card_defaults(card, settings.model).items()},
         **{f"run/{k}": v for k, v in dataclasses.asdict(run).items()},
         **{f"run/{k}": v for k, v in dataclasses.asdict(settings).items()},
         **{f"args/{k}": v for k, v in args.to_dict().items() if "token" not in k},
