@@ -188,7 +188,7 @@ def cardtune(opts) -> dict[str, Any]:
     feats = cache.cached_tokenize(card, splits, tok, card.max_length)
     timer = StepTimer(opts.warmup, opts.steps)
     with tempfile.TemporaryDirectory() as tmp:
-        values = {**arguments.card_settings(card), "output_dir": tmp, "disable_tqdm": True,
+        values = {**arguments.card_settings(card, "minilm"), "output_dir": tmp, "disable_tqdm": True,
                   "per_device_train_batch_size": opts.batch_size, "bf16": opts.bf16}
         if opts.epochs:
             values.update(num_train_epochs=opts.epochs, save_strategy="no", load_best_model_at_end=False)

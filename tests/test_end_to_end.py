@@ -25,12 +25,11 @@ def test_cola_slice_with_the_offline_model(tmp_path):
     _slice(COLA / "in_domain_train.tsv", raw / "in_domain_train.tsv", 160)
     _slice(COLA / "in_domain_dev.tsv", raw / "in_domain_dev.tsv", 64)
     out = tmp_path / "out"
-    code = main(["--task", "cola", "--data-dir", str(tmp_path / "cola"), "--output-dir", str(out),
+    code = main(["--task", "cola", "--data-dir", str(tmp_path / "cola"), "--output-dir", str(out), "--model", "minilm",
                  "--num_train_epochs", "1", "--per_device_train_batch_size", "32"])
     assert code == 0
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["model"] == "minilm"
-    assert summary["model_reason"].startswith("chosen by the card's language: the default model for en")
+    assert (summary["model"], summary["model_reason"]) == ("minilm", "given with --model")
     assert summary["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert summary["data"] == {"kind": "local", "where": str(tmp_path / "cola"), "notes": summary["data"]["notes"],
                                "sizes": {"train": 160, "validation": 64}}
