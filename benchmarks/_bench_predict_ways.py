@@ -63,7 +63,9 @@ def run_pipeline(model: str, source: str, out: str, threads: str, batch_size: in
     set_threads("1" if threads == "auto" else threads)
     with open(source, encoding="utf-8", newline="") as fh:
         texts = [row["sentence"] for row in csv.DictReader(fh)]
-    clf = pipeline("text-classification", model=model, top_k=None, batch_size=batch_size, device="cpu")
+    # trust_remote_code: a mean-head model's head is code saved in its folder (README, "Use the model")
+    clf = pipeline("text-classification", model=model, top_k=None, batch_size=batch_size, device="cpu",
+                   trust_remote_code=True)
     labels = [clf.model.config.id2label[i] for i in range(clf.model.config.num_labels)]
     max_length = _max_length(model)
     clf(texts[:32], truncation=True, max_length=max_length)  # warm-up
