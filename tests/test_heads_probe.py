@@ -63,6 +63,33 @@ def test_a_mean_head_model_saves_its_code_and_loads_in_the_pipeline(tmp_path, ti
         np.testing.assert_allclose([got["LABEL_0"], got["LABEL_1"]], row, atol=1e-5)
 
 
+def test_a_mean_head_over_an_encoder_without_fused_attention_loads_again(tmp_path, tiny_model):
+    # MPNet (mpnet-base) has no sdpa attention in transformers: training falls back to eager, and
+    # loading the saved model (predict.py, the pipeline) must too.
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel, pipeline
+
+    encoder_dir = tmp_path / "tiny_mpnet"
+    tok = AutoTokenizer.from_pretrained(tiny_model, model_input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(0)
+    MPNetModel(MPNetConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=37)).save_pretrained(encoder_dir)
+    tok.save_pretrained(encoder_dir)
+    config = MPNetConfig.from_pretrained(encoder_dir, num_labels=2)
+    model = pooled_classifier.build(str(encoder_dir), config, "mean", None, 0.1, "eager", True).eval()
+    out = tmp_path / "saved"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    texts = ["the movie was good", "the plot was very bad and boring"]
+    with torch.no_grad():
+        expected = model(**tok(texts, padding=True, return_tensors="pt")).logits.softmax(-1).numpy()
+        again = pooled_classifier.load(out).eval()(**tok(texts, padding=True, return_tensors="pt")).logits
+    np.testing.assert_allclose(again.softmax(-1).numpy(), expected, atol=1e-6)
+    clf = pipeline("text-classification", model=str(out), trust_remote_code=True, top_k=None)
+    for row, scores in zip(expected, clf(texts)):
+        got = {s["label"]: s["score"] for s in scores}
+        np.testing.assert_allclose([got["LABEL_0"], got["LABEL_1"]], row, atol=1e-5)
+
+
 def test_warm_start_puts_the_logistic_regression_fit_into_the_head(tiny_model):
     from transformers import AutoTokenizer
 

@@ -34,7 +34,7 @@ class PooledClassifier(PreTrainedModel):
         super().__init__(config)
         head = HEADS[config.cardtune_head]
         if encoder is None:  # loading a saved model: from_pretrained fills every weight afterwards
-            encoder = _encoder(AutoModel.from_config, head.uses_pooler, config)
+            encoder = _encoder_of(config, head.uses_pooler)
         self.encoder = encoder
         size, labels = config.hidden_size, config.num_labels
         hidden = getattr(config, "cardtune_head_hidden", None) or size
@@ -83,6 +83,17 @@ def load(folder: str | Path) -> PooledClassifier:
     # config_class is generic (any encoder family): the folder's own config class is read first.
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     return PooledClassifier.from_pretrained(str(folder), config=config, local_files_only=True)
+
+
+def _encoder_of(config: PretrainedConfig, uses_pooler: bool) -> PreTrainedModel:
+    """The encoder of a saved model, built from its config. This class takes the fused (sdpa)
+    attention by default; an encoder that transformers has none for (MPNet) is built with eager."""
+    try:
+        return _encoder(AutoModel.from_config, uses_pooler, config)
+    except ValueError as err:
+        if "scaled_dot_product_attention" not in str(err):
+            raise
+        return _encoder(AutoModel.from_config, uses_pooler, config, attn_implementation="eager")
 
 
 def _encoder(make, uses_pooler: bool, *args, **kwargs) -> PreTrainedModel:
