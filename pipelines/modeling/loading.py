@@ -83,7 +83,7 @@ def load_model(
         try:
             return build(attn_implementation)
         except ValueError as err:  # e.g. MPNet: transformers has no sdpa attention for it
-            if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(err):
+            if attn_implementation != "sdpa" or not pooled_classifier.lacks_sdpa(err):
                 raise
             log.info("model '%s' has no fused (sdpa) attention in transformers: using eager attention", name)
             return build("eager")

@@ -91,9 +91,14 @@ def _encoder_of(config: PretrainedConfig, uses_pooler: bool) -> PreTrainedModel:
     try:
         return _encoder(AutoModel.from_config, uses_pooler, config)
     except ValueError as err:
-        if "scaled_dot_product_attention" not in str(err):
+        if not lacks_sdpa(err):
             raise
         return _encoder(AutoModel.from_config, uses_pooler, config, attn_implementation="eager")
+
+
+def lacks_sdpa(err: Exception) -> bool:
+    """True when transformers refused fused (sdpa) attention for an encoder that has none (MPNet)."""
+    return isinstance(err, ValueError) and "scaled_dot_product_attention" in str(err)
 
 
 def _encoder(make, uses_pooler: bool, *args, **kwargs) -> PreTrainedModel:

@@ -61,7 +61,8 @@ def run_task(card: TaskCard, run: RunArgs, args: TrainingArguments, settings: Se
     trains = functools.partial(train_runs, card, data=data, feats=feats, tokenizer=tokenizer,
                                frozen=FrozenEncoder(settings.max_length))
     if run.search is not None:
-        summary = search.run_search(card, run, args, feats, tokenizer, functools.partial(build_model, card), trains)
+        summary = search.run_search(card, run, args, feats, tokenizer, functools.partial(build_model, card), trains,
+                                    settings.model)
     else:
         summary = trains(run, args, settings)
     if data.is_sample and summary:

@@ -183,10 +183,12 @@ def run_search(
     tokenizer: PreTrainedTokenizerBase,
     build_model: Callable[[RunArgs, Settings], tuple[Any, dict[str, Any]]],
     train_final: Callable[[RunArgs, TrainingArguments, Settings], dict[str, Any]],
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Run the missing trials, write the search report; train the final model when asked.
     Returns the report's summary (empty on processes other than the main one). Each trial, and the
-    final model, is a run of its own: its settings are resolved from its options."""
+    final model, is a run of its own: its settings are resolved from its options. `model`: the
+    searched model (the run's resolved `Settings.model`), for the settings snippet."""
     space = check_ready(card, run)
     out, main = Path(args.output_dir), args.process_index == 0
     study = open_study(out, card, space, args.seed) if main else None
@@ -205,7 +207,7 @@ def run_search(
             _run_and_record(study, trial, plan, card.select_by, work)
     except KeyboardInterrupt:
         raise SearchInterrupted(len(finished(study)) if main else 0, run.search, out / DB) from None
-    entry = arguments.model_entry(card, run_settings.resolve(card, run, args).model)
+    entry = arguments.model_entry(card, model) if model else None
     summary = search_report.write_report(study, out, card, space, entry[0] if entry else None) if main else {}
     best = share(summary.get("best"))
     if run.search_final and best:
