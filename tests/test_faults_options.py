@@ -245,3 +245,16 @@ def test_the_card_validator_reads_which_options_a_card_may_set_from_their_declar
     with pytest.raises(CardError) as err:
         load_card(write_card(tmp_path, defaults={name: None for name in refused}))
     assert str(err.value).count("not allowed in a card; pass it on the command line") == len(refused)
+
+
+def test_a_model_folder_transformers_refuses_names_its_reason(tmp_path, capsys):
+    # A ValueError from transformers (an unknown architecture, an attention it lacks) is reported with its
+    # own first line: the generic "holds no loadable model" hid the saved-MPNet defect for a whole session.
+    model = build_tiny_model(tmp_path / "model")
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    (model / "config.json").write_text(json.dumps({**config, "model_type": "nonsense"}), encoding="utf-8")
+    source = write_csv(tmp_path / "in.csv", toy_rows(2))
+    assert predict_script.main(["--model", str(model), "--input", str(source), "--output", str(tmp_path / "p")]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert f"cannot load the model in {model}: transformers refused it (" in line and "nonsense" in line
+    assert not (tmp_path / "p").exists()

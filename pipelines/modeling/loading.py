@@ -44,12 +44,19 @@ def _hint(name: str, online: bool) -> str:
     return "not a local directory and not in the Hugging Face cache; pass a local path, or --online to download it"
 
 
-def _damaged(err: Exception) -> str | None:
-    """A cut or corrupt weights file: say so (the generic hint would send the user looking elsewhere)."""
-    if not isinstance(err, SafetensorError):
-        return None
-    first = (str(err).strip().splitlines() or ["unreadable"])[0]
-    return f"its weights file is damaged ({first}); copy it again from a good source, or retrain"
+def _first_line(err: Exception, default: str) -> str:
+    return (str(err).strip().splitlines() or [default])[0][:300]
+
+
+def _why(err: Exception, path: str, online: bool) -> str:
+    """The reason a model did not load, in one clause. A cut weights file and a folder transformers
+    refuses (ValueError) are named as such: the generic hint would send the user looking elsewhere."""
+    if isinstance(err, SafetensorError):
+        first = _first_line(err, "unreadable")
+        return f"its weights file is damaged ({first}); copy it again from a good source, or retrain"
+    if isinstance(err, ValueError) and Path(path).exists():
+        return f"transformers refused it ({_first_line(err, 'ValueError')})"
+    return _hint(path, online)
 
 
 def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenizerBase:
@@ -89,8 +96,7 @@ def load_model(
             return build("eager")
     except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
-        why = _damaged(err) or _hint(path, online)
-        raise ModelError(f"cannot load model '{name or offline.default_model()}': {why}") from None
+        raise ModelError(f"cannot load model '{name or offline.default_model()}': {_why(err, path, online)}") from None
 
 
 def _classifier(path: str, labels: dict, online: bool, attn_implementation: str | None, head: str,
@@ -125,5 +131,5 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerB
         clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
-        raise ModelError(f"cannot load the model in {path}: {_damaged(err) or _hint(str(path), False)}") from None
+        raise ModelError(f"cannot load the model in {path}: {_why(err, str(path), False)}") from None
     return clf.eval(), tokenizer
