@@ -232,8 +232,9 @@ def test_full_disk_while_predicting_keeps_what_resume_needs(toy, tmp_path, capsy
     mnt, host = tmp_path / "mnt", tmp_path / "host"
     mnt.mkdir()
     host.mkdir()
+    # fp32 on any CPU (a VNNI CPU's default is int8, whose batches set its bytes): the resume may batch anew
     cmd = [sys.executable, "scripts/predict.py", "--model", str(prev), "--input", str(source),
-           "--output", str(mnt / "pred" / "out.csv"), "--chunk-size", "200"]
+           "--output", str(mnt / "pred" / "out.csv"), "--chunk-size", "200", "--fp32"]
     proc = in_namespace([f"mount -t tmpfs -o size=96k tmpfs {mnt}",
                          f"set +e; {sh(cmd)} 2> {host}/stderr; echo $? > {host}/rc; set -e",
                          f"cp -a {mnt}/pred {host}/pred"])
@@ -246,9 +247,10 @@ def test_full_disk_while_predicting_keeps_what_resume_needs(toy, tmp_path, capsy
     assert (host / "pred" / "out.csv.partial").stat().st_size == state["bytes"]  # nothing unrecorded left
     # room again (here: the same files on a disk with space): --resume completes to the exact bytes
     assert predict_script.main(["--model", str(prev), "--input", str(source), "--output",
-                                str(host / "pred" / "out.csv"), "--chunk-size", "300", "--resume"]) == 0
+                                str(host / "pred" / "out.csv"), "--chunk-size", "300", "--resume", "--fp32"]) == 0
     reference = tmp_path / "ref.csv"
-    assert predict_script.main(["--model", str(prev), "--input", str(source), "--output", str(reference)]) == 0
+    assert predict_script.main(["--model", str(prev), "--input", str(source), "--output", str(reference),
+                                "--fp32"]) == 0
     assert (host / "pred" / "out.csv").read_bytes() == reference.read_bytes()
     assert sorted(p.name for p in (host / "pred").iterdir()) == ["out.csv", "out.csv.meta.json"]
 

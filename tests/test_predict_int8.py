@@ -82,6 +82,57 @@ def test_a_retrained_model_gets_its_own_graph(calibrated_model, tmp_path, monkey
     assert graph_cache.model_digest(other) != graph_cache.model_digest(calibrated_model)
 
 
+def test_on_a_cpu_with_vnni_the_default_is_the_int8_cascade_and_fp32_is_one_flag_away(calibrated_model, carded_model,
+                                                                                      rows_csv, tmp_path, monkeypatch,
+                                                                                      caplog):
+    from pipelines.prediction import backends
+
+    monkeypatch.setenv("CARDTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    base = ["--input", str(rows_csv), "--output"]
+    with caplog.at_level(logging.INFO):
+        assert main(base + [str(tmp_path / "auto.csv"), "--model", str(calibrated_model)]) == 0
+    assert any("the default on this CPU" in r.getMessage() for r in caplog.records)
+    auto = _meta(tmp_path / "auto.csv")
+    assert auto["precision"] == "int8" and auto["cascade"]["agreement_target"] == 0.995
+    assert main(base + [str(tmp_path / "int8.csv"), "--model", str(calibrated_model), "--int8"]) == 0
+    assert (tmp_path / "auto.csv").read_bytes() == (tmp_path / "int8.csv").read_bytes()
+    assert main(base + [str(tmp_path / "fp32.csv"), "--model", str(calibrated_model), "--fp32"]) == 0
+    assert _meta(tmp_path / "fp32.csv")["precision"] == "fp32"
+    # without validation texts there is no threshold for the re-scoring: fp32, as with --agreement 0
+    assert main(base + [str(tmp_path / "plain.csv"), "--model", str(carded_model)]) == 0
+    assert _meta(tmp_path / "plain.csv")["precision"] == "fp32"
+    assert main(base + [str(tmp_path / "a0.csv"), "--model", str(calibrated_model), "--agreement", "0"]) == 0
+    assert _meta(tmp_path / "a0.csv")["precision"] == "fp32"
+
+
+def test_an_int8_resume_keeps_the_batching_because_it_sets_the_bytes(calibrated_model, rows_csv, tmp_path,
+                                                                     monkeypatch, capsys):
+    from pipelines.prediction.classifier import Classifier
+
+    monkeypatch.setenv("CARDTUNE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out.csv"
+    real, calls = Classifier.score, []
+
+    def interrupt_second_chunk(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Classifier, "score", interrupt_second_chunk)
+    base = ["--model", str(calibrated_model), "--input", str(rows_csv), "--int8", "--output"]
+    assert main(base + [str(out), "--chunk-size", "100"]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    # int8's activation ranges come from each batch: another chunk size would give other bytes
+    assert main(base + [str(out), "--chunk-size", "150", "--resume"]) == 2
+    assert "changed: chunk_size" in capsys.readouterr().err
+    assert main(base + [str(out), "--chunk-size", "100", "--resume"]) == 0
+    assert main(base + [str(tmp_path / "ref.csv"), "--chunk-size", "100"]) == 0
+    assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
+
+
 def test_rescored_rows_are_the_fp32_bytes_and_the_meta_says_how_many(calibrated_model, rows_csv, tmp_path,
                                                                     monkeypatch, capsys):
     base = ["--model", str(calibrated_model), "--input", str(rows_csv), "--chunk-size", "150", "--output"]

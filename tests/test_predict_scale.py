@@ -222,5 +222,19 @@ def test_default_precision_is_bf16_only_on_cpus_with_amx(monkeypatch):
     monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
     assert backends.auto_precision("cpu") == "bf16"
     assert backends.auto_precision("cuda") == "fp32"
+    assert backends.auto_precision("cpu", calibrated=True) == "bf16"  # AMX has VNNI too: bf16 was measured
     monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2", "avx512_bf16"})  # bf16 untried without AMX
     assert backends.auto_precision("cpu") == "fp32"
+
+
+def test_default_precision_is_int8_with_rescoring_only_on_cpus_with_vnni_and_a_calibrated_model(monkeypatch):
+    monkeypatch.setattr(backends, "onnxruntime_installed", lambda: True)
+    monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert backends.auto_precision("cpu", calibrated=True) == "int8"
+    assert backends.auto_precision("cpu", calibrated=False) == "fp32"  # no rows to set the re-scoring threshold
+    assert backends.auto_precision("cuda", calibrated=True) == "fp32"
+    monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2", "fma"})  # int8's speed unmeasured without VNNI
+    assert backends.auto_precision("cpu", calibrated=True) == "fp32"
+    monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2", "avx_vnni"})
+    monkeypatch.setattr(backends, "onnxruntime_installed", lambda: False)
+    assert backends.auto_precision("cpu", calibrated=True) == "fp32"

@@ -297,7 +297,8 @@ def test_a_run_at_a_smaller_max_length_predicts_as_it_trained(tmp_path, tiny_mod
     texts = [r["text"] for r in trained]
     write_csv(tmp_path / "texts.csv", [{"text": t} for t in texts])
     assert predict_script.main(["--model", str(out), "--input", str(tmp_path / "texts.csv"),
-                                "--output", str(tmp_path / "pred.csv"), "--text-column", "text"]) == 0
+                                "--output", str(tmp_path / "pred.csv"), "--text-column", "text",
+                                "--fp32"]) == 0  # the run's own probabilities are fp32 (a VNNI CPU's default is int8)
     with open(tmp_path / "pred.csv", newline="", encoding="utf-8") as fh:
         predicted = np.array([[float(r["prob_neg"]), float(r["prob_pos"])] for r in csv.DictReader(fh)])
     np.testing.assert_allclose(predicted, probs, atol=2e-6)  # both written with 6 decimals

@@ -41,9 +41,12 @@ class PredictOptions:
     resume: bool = option(False, "Continue an interrupted run from the rows already written.")
     device: str | None = option(None, "Torch device (default: cuda when available, else cpu; int8: cpu).")
     precision: Literal["auto", "fp32", "bf16", "int8"] = option(
-        "auto", "auto: bf16 on CPUs with AMX, else fp32 (an ONNX export: the precision it was exported in); "
-                "fp32; bf16 (autocast); int8 (ONNX Runtime on the CPU, unsure rows re-scored in fp32).",
-        flags={"--fp32": ("fp32", "--precision fp32: fp32 everywhere (default: bf16 on CPUs with AMX)."),
+        "auto", "auto: bf16 on CPUs with AMX; int8 with fp32 re-scoring on other CPUs with VNNI, for a model "
+                "folder with validation texts when onnxruntime is installed; else fp32 (an ONNX export: the "
+                "precision it was exported in); fp32; bf16 (autocast); int8 (ONNX Runtime on the CPU, unsure rows "
+                "re-scored in fp32).",
+        flags={"--fp32": ("fp32", "--precision fp32: fp32 everywhere (default: bf16 on CPUs with AMX, int8 with "
+                                  "fp32 re-scoring on CPUs with VNNI)."),
                "--bf16": ("bf16", "--precision bf16: bf16 autocast (the default on CPUs with AMX)."),
                "--int8": ("int8", "--precision int8: int8 in ONNX Runtime on the CPU (needs cardtune[onnx]); rows "
                                   "int8 is unsure of are re-scored in fp32 to meet --agreement (docs/int8.md).")})
@@ -122,8 +125,10 @@ def text_columns_of(clf: Classifier, opts: PredictOptions) -> tuple[str, ...]:
 
 
 def fingerprint(clf: Classifier, source: Path, plan: Plan) -> dict[str, Any]:
-    """What must not change between an interrupted run and its --resume (batching may)."""
-    settings = {k: v for k, v in asdict(plan).items() if k not in ("batch_size", "chunk_size")}
+    """What must not change between an interrupted run and its --resume (batching may, except in int8:
+    dynamic quantization takes its activation ranges from each batch, so the batches set the bytes)."""
+    batching = () if clf.precision == "int8" else ("batch_size", "chunk_size")
+    settings = {k: v for k, v in asdict(plan).items() if k not in batching}
     # The input's content is checked row by row on resume (ConsumedRows): an edit of the rows already
     # predicted is refused, an appended row is simply predicted.
     fingerprint = {"precision": clf.precision, "backend": clf.backend,

@@ -19,7 +19,7 @@ import pandas as pd
 from pipelines import filesystem, hardware
 from pipelines.errors import DataError
 from pipelines.evaluation import metrics
-from pipelines.prediction import backends, shards
+from pipelines.prediction import backends, cascade, shards
 from pipelines.prediction import delimited as tables
 from pipelines.prediction.cascade import CalibrationFile
 from pipelines.prediction.classifier import Classifier
@@ -147,9 +147,9 @@ def _write_failure(err: Exception, out: PartialOutput) -> Exception:
 def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions) -> Classifier:
     """The model on this process's device, in the precision asked for (or the fastest that keeps quality)."""
     device = _device(opts.device, group)
-    precision = backends.auto_precision(device) if opts.precision == "auto" else opts.precision
-    if opts.precision == "auto" and backends.is_onnx_export(Path(model_dir)):
-        precision = "fp32"  # an export runs in the precision it was exported in
+    precision = opts.precision
+    if precision == "auto":
+        precision = _auto_precision(Path(model_dir), device, opts)
     # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
     # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
     calibration = None
@@ -158,6 +158,20 @@ def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions
         calibration = CalibrationFile(Path(opts.calibration), columns if opts.text_column else None, opts.encoding)
     return Classifier(model_dir, device, precision, opts.threads or hardware.cpu_share(), opts.backend,
                       opts.agreement or None, calibration)
+
+
+def _auto_precision(model_dir: Path, device: str | None, opts: PredictOptions) -> backends.Precision:
+    """The precision `auto` resolves to for this model on this machine (backends.auto_precision)."""
+    if backends.is_onnx_export(model_dir):
+        return "fp32"  # an export runs in the precision it was exported in
+    # int8 is a default only with its fp32 re-scoring, which needs calibration rows
+    calibrated = bool(opts.agreement) and opts.backend != "torch" and (
+        opts.calibration is not None or (model_dir / cascade.CALIBRATION_SOURCE).is_file())
+    precision = backends.auto_precision(device, calibrated)
+    if precision == "int8":
+        log.info("precision: int8 with fp32 re-scoring, the default on this CPU (it has VNNI; docs/int8.md); "
+                 "--fp32 scores every row in fp32")
+    return precision
 
 
 def _finished(summary: PredictSummary, clf: Classifier, plan: Plan) -> PredictSummary:
