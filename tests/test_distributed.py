@@ -57,6 +57,7 @@ def test_two_processes_search_with_the_main_process_driving_the_study(toy_task, 
     rows = list(csv.DictReader(open(out / "trials.csv", encoding="utf-8")))
     assert [r["state"] for r in rows] == ["complete", "complete"]
     assert proc.stderr.count("search: trial 0 (1 of 2") == 1  # one process drives the study and logs
+    assert not (out / "trials").exists()  # tidied by the main process alone, after the last trial
     final = read_json(out / "final" / "metrics.json")
     assert final["train"]["world_size"] == 2
     learning_rate = read_json(out / "search.json")["best"]["params"]["learning_rate"]

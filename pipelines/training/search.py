@@ -207,6 +207,9 @@ def run_search(
             _run_and_record(study, trial, plan, card.select_by, work)
     except KeyboardInterrupt:
         raise SearchInterrupted(len(finished(study)) if main else 0, run.search, out / DB) from None
+    if main:
+        with contextlib.suppress(OSError):
+            (out / "trials").rmdir()  # kept only when a tracker wrote there
     entry = arguments.model_entry(card, model) if model else None
     summary = search_report.write_report(study, out, card, space, entry[0] if entry else None) if main else {}
     best = share(summary.get("best"))
@@ -298,10 +301,12 @@ def run_trial(card: TaskCard, run: RunArgs, args: TrainingArguments, feats: data
     trainer.train()
     if monitor.best is not None:
         tracking.log_final(trainer, card, trial_run, settings, {"validation": {card.select_by: monitor.best}})
-    folder = Path(trial_args.output_dir)
-    for checkpoint in folder.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    for empty in (folder, folder.parent):  # kept only when a tracker wrote there
+    # One process tidies, and trials/ goes only after the last trial: under DDP another process's
+    # rmdir pulled the folder from under this one's glob (FileNotFoundError in scandir).
+    if trainer.is_world_process_zero():
+        folder = Path(trial_args.output_dir)
+        for checkpoint in folder.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
         with contextlib.suppress(OSError):
-            empty.rmdir()
+            folder.rmdir()  # kept only when a tracker wrote there
     return monitor
