@@ -106,6 +106,22 @@ def test_on_a_cpu_with_vnni_the_default_is_the_int8_cascade_and_fp32_is_one_flag
     assert _meta(tmp_path / "a0.csv")["precision"] == "fp32"
 
 
+def test_every_process_of_a_launched_run_takes_the_main_process_s_default_precision(calibrated_model, monkeypatch):
+    """Machines of one run may differ in CPU features; one output file may not mix precisions."""
+    from pipelines.prediction import backends, shards, stream
+
+    class OtherMachine(shards.Group):  # rank 1, whose CPU lacks VNNI; rank 0 (VNNI) answers "int8"
+        def on_main(self, work):
+            return "int8"
+
+    built = []
+    monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(stream, "Classifier", lambda model_dir, device, precision, *rest: built.append(precision))
+    stream._classifier(OtherMachine(rank=1, size=2), calibrated_model, stream.PredictOptions())
+    stream._classifier(shards.Group(), calibrated_model, stream.PredictOptions())  # alone: its own CPU decides
+    assert built == ["int8", "fp32"]
+
+
 def test_an_int8_resume_keeps_the_batching_because_it_sets_the_bytes(calibrated_model, rows_csv, tmp_path,
                                                                      monkeypatch, capsys):
     from pipelines.prediction.classifier import Classifier

@@ -148,8 +148,8 @@ def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions
     """The model on this process's device, in the precision asked for (or the fastest that keeps quality)."""
     device = _device(opts.device, group)
     precision = opts.precision
-    if precision == "auto":
-        precision = _auto_precision(Path(model_dir), device, opts)
+    if precision == "auto":  # rank 0 decides for every process: machines may differ in CPU features, a file may not
+        precision = group.on_main(lambda: _auto_precision(Path(model_dir), device, opts))
     # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
     # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
     calibration = None
