@@ -118,6 +118,23 @@ def make_toy_task(base: Path) -> tuple[Path, Path]:
     return write_card(base), data
 
 
+def interrupt_second_chunk(monkeypatch):
+    """Make predict.py's second chunk a Ctrl-C (KeyboardInterrupt in `Classifier.score`); returns
+    the function that lifts it, leaving the test's other patches in place."""
+    from pipelines.prediction.classifier import Classifier
+
+    real, calls = Classifier.score, []
+
+    def score(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Classifier, "score", score)
+    return lambda: monkeypatch.setattr(Classifier, "score", real)
+
+
 def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 

@@ -4,7 +4,7 @@ import csv
 import json
 
 import pytest
-from conftest import SHARED_DATA, build_tiny_model, sharpen, toy_rows, write_csv
+from conftest import SHARED_DATA, build_tiny_model, interrupt_second_chunk, sharpen, toy_rows, write_csv
 
 from pipelines.cli.predict import main
 from pipelines.evaluation import metrics
@@ -255,19 +255,11 @@ def test_resume_refuses_changed_settings_and_a_fresh_run_replaces_the_partial(ca
                                                                                  capsys):
     source = write_csv(tmp_path / "in.csv", _rows(30))
     out = tmp_path / "out.csv"
-    real, calls = Classifier.score, []
-
-    def interrupt_second_chunk(self, *args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(Classifier, "score", interrupt_second_chunk)
+    stop_interrupting = interrupt_second_chunk(monkeypatch)
     base = ["--model", str(carded_model), "--input", str(source), "--chunk-size", "10", "--output"]
     assert main(base + [str(out)]) == 130
     assert "rerun the same command with --resume" in capsys.readouterr().err and not out.exists()
-    monkeypatch.undo()
+    stop_interrupting()
     assert main(base + [str(out), "--resume", "--max-length", "20"]) == 2
     assert "changed: max_length" in _error_line(capsys)
     assert main(base + [str(out)]) == 0  # without --resume: starts over

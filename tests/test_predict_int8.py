@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import toy_rows, write_csv
+from conftest import interrupt_second_chunk, toy_rows, write_csv
 from test_predict import _read
 
 from pipelines.cli.predict import main
@@ -124,22 +124,12 @@ def test_every_process_of_a_launched_run_takes_the_main_process_s_default_precis
 
 def test_an_int8_resume_keeps_the_batching_because_it_sets_the_bytes(calibrated_model, rows_csv, tmp_path,
                                                                      monkeypatch, capsys):
-    from pipelines.prediction.classifier import Classifier
-
     monkeypatch.setenv("CARDTUNE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out.csv"
-    real, calls = Classifier.score, []
-
-    def interrupt_second_chunk(self, *args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(Classifier, "score", interrupt_second_chunk)
+    stop_interrupting = interrupt_second_chunk(monkeypatch)
     base = ["--model", str(calibrated_model), "--input", str(rows_csv), "--int8", "--output"]
     assert main(base + [str(out), "--chunk-size", "100"]) == 130
-    monkeypatch.undo()
+    stop_interrupting()
     capsys.readouterr()
     # int8's activation ranges come from each batch: another chunk size would give other bytes
     assert main(base + [str(out), "--chunk-size", "150", "--resume"]) == 2

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, toy_rows, write_csv
+from conftest import ROOT, interrupt_second_chunk, toy_rows, write_csv
 from test_predict import _read
 
 from pipelines import hardware
@@ -64,18 +64,10 @@ def test_int8_and_bf16_are_labelled_and_resume_never_mixes_precisions(model, row
         assert sum(a == b for a, b in zip(labels, ref_labels)) >= 0.95 * len(labels)  # a tiny random model
         assert np.abs(probs - ref_probs).max() < 0.1 and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
-    real, calls = Classifier.score, []
-
-    def interrupt_second_chunk(self, *args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(Classifier, "score", interrupt_second_chunk)
+    stop_interrupting = interrupt_second_chunk(monkeypatch)
     out = tmp_path / "mixed.csv"
     assert main(base + [str(out), "--fp32"]) == 130
-    monkeypatch.undo()
+    stop_interrupting()
     capsys.readouterr()
     assert main(base + [str(out), "--int8", "--resume"]) == 2
     assert "the interrupted run wrote fp32 predictions and this one would write int8" in _error_line(capsys)
@@ -89,17 +81,9 @@ def test_int8_resume_refuses_a_partial_made_from_another_graph_recipe(model, row
     from pipelines.prediction import onnx_graph
 
     base = ["--model", str(model), "--input", str(rows_csv), "--chunk-size", "100", "--int8", "--output"]
-    real, calls = Classifier.score, []
-
-    def interrupt_second_chunk(self, *args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
     out = tmp_path / "int8.csv"
     with monkeypatch.context() as patch:
-        patch.setattr(Classifier, "score", interrupt_second_chunk)
+        interrupt_second_chunk(patch)
         patch.setattr(onnx_graph, "RECIPE", {**onnx_graph.RECIPE, "attention": "sdpa"})
         assert main(base + [str(out)]) == 130
     state = json.loads(out.with_name(out.name + ".partial.json").read_text(encoding="utf-8"))
