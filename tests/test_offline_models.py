@@ -313,3 +313,22 @@ def test_each_language_default_is_declared_once_on_the_model_list():
             if code != "*":
                 assert code in m.languages and offline.default_for((code,))[0] == m.name
     assert offline.default_model() == offline.default_for(("en",))[0]
+
+
+def test_every_model_load_turns_hub_kernels_off(toy_task, tiny_model, tmp_path):
+    """transformers 5 kernelizes a loaded model with layers fetched from the Hub when `kernels` is
+    installed (by default); offline on a GPU that crashed at the first `model.train()`."""
+    from transformers import PreTrainedModel
+
+    from pipelines.card.cards import load_card
+    from pipelines.modeling import heads, loading
+
+    card = load_card(str(toy_task[0]))
+    loaded = {name: loading.load_model(card, str(tiny_model), head=name) for name in heads.HEADS}
+    loaded["mean"].save_pretrained(tmp_path / "mean")
+    loading.load_tokenizer(str(tiny_model)).save_pretrained(tmp_path / "mean")
+    loaded["saved plain"] = loading.load_trained(tiny_model)[0]
+    loaded["saved mean"] = loading.load_trained(tmp_path / "mean")[0]
+    for name, model in loaded.items():
+        parts = [m for m in model.modules() if isinstance(m, PreTrainedModel)]
+        assert parts and not any(m.use_kernels for m in parts), name

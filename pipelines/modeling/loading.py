@@ -115,6 +115,7 @@ def _classifier(path: str, labels: dict, online: bool, attn_implementation: str 
         local_files_only=not online,
         **labels,
         **extra,
+        **pooled_classifier.NO_HUB_KERNELS,
     )
 
 
@@ -128,7 +129,8 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerB
     try:
         if pooled_classifier.is_custom(path):
             return pooled_classifier.load(path).eval(), tokenizer
-        clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+        clf = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True,
+                                                                  **pooled_classifier.NO_HUB_KERNELS)
     except (OSError, ValueError, SafetensorError) as err:
         log.debug("model load failed: %s", err)
         raise ModelError(f"cannot load the model in {path}: {_why(err, str(path), False)}") from None

@@ -17,6 +17,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .heads import HEADS
 
+# transformers 5 swaps layers for Hub "kernels" at load time when the `kernels` package is installed
+# (a dependency of transformers itself): code fetched from the Hub at run time, and on a GPU without
+# network a crash at the first `model.train()`. Every load in cardtune passes this.
+NO_HUB_KERNELS = {"use_kernels": False}
+
 
 class PooledClassifier(PreTrainedModel):
     """An encoder (any `AutoModel`) with a head from `HEADS` that is not the model's own.
@@ -70,7 +75,7 @@ def build(encoder_path: str, config: PretrainedConfig, head: str, hidden: int | 
     config.cardtune_head, config.cardtune_head_hidden = head, hidden or config.hidden_size
     config.classifier_dropout = dropout
     encoder = _encoder(AutoModel.from_pretrained, HEADS[head].uses_pooler, encoder_path, config=config,
-                       attn_implementation=attn_implementation, local_files_only=local_only)
+                       attn_implementation=attn_implementation, local_files_only=local_only, **NO_HUB_KERNELS)
     config.architectures = [PooledClassifier.__name__]
     PooledClassifier.register_for_auto_class("AutoModelForSequenceClassification")
     return PooledClassifier(config, encoder=encoder)
@@ -82,7 +87,7 @@ def load(folder: str | Path) -> PooledClassifier:
 
     # config_class is generic (any encoder family): the folder's own config class is read first.
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    return PooledClassifier.from_pretrained(str(folder), config=config, local_files_only=True)
+    return PooledClassifier.from_pretrained(str(folder), config=config, local_files_only=True, **NO_HUB_KERNELS)
 
 
 def _encoder_of(config: PretrainedConfig, uses_pooler: bool) -> PreTrainedModel:
