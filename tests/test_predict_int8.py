@@ -82,6 +82,17 @@ def test_a_retrained_model_gets_its_own_graph(calibrated_model, tmp_path, monkey
     assert graph_cache.model_digest(other) != graph_cache.model_digest(calibrated_model)
 
 
+def test_cpus_with_and_without_vnni_keep_their_own_graph_and_calibration(monkeypatch):
+    """Their int8 kernels differ (16-bit saturation without VNNI), so a calibration does not travel."""
+    from pipelines.prediction import backends, graph_cache
+
+    recipes = {}
+    for kind, flags in {"vnni": {"avx2", "avx512_vnni"}, "avx_vnni": {"avx2", "avx_vnni"}, "avx2": {"avx2"}}.items():
+        monkeypatch.setattr(backends, "cpu_flags", lambda flags=flags: flags)
+        recipes[kind] = graph_cache.recipe_of({"opset": 17})
+    assert recipes["vnni"] == recipes["avx_vnni"] != recipes["avx2"]
+
+
 def test_on_a_cpu_with_vnni_the_default_is_the_int8_cascade_and_fp32_is_one_flag_away(calibrated_model, carded_model,
                                                                                       rows_csv, tmp_path, monkeypatch,
                                                                                       caplog):

@@ -7,8 +7,8 @@ of every file, written last; a damaged or partial entry is rebuilt with a warnin
     graphs/int8-<hash>/calibration.json   int8 margins and fp32 agreement on the calibration rows
 
 `<hash>` covers the model folder's files (weights, config, tokenizer, card, validation texts) and
-the graph recipe (opset, attention, quantization, library versions): a retrained model, another
-recipe or another onnxruntime gets its own entry.
+the graph recipe (opset, attention, quantization, library versions) and whether the CPU has VNNI:
+a retrained model, another recipe, another onnxruntime or another kind of CPU gets its own entry.
 """
 
 from __future__ import annotations
@@ -48,7 +48,11 @@ def model_digest(folder: Path) -> str:
 def recipe_of(graph_recipe: dict[str, Any]) -> str:
     """The recipe string the cache entry is sealed with: how the graph is made, and by what."""
     packages = backends.versions(["torch", "transformers", "onnx", "onnxruntime"])
-    return json.dumps({"graph": graph_recipe, "versions": packages}, sort_keys=True)
+    # The calibration stored with the graph was measured with this CPU's int8 kernels, and without
+    # VNNI ONNX Runtime's products saturate in 16 bits (docs/int8.md): a cache shared by machines of
+    # both kinds (a shared home) keeps an entry per kind.
+    cpu = {"vnni": bool(backends.cpu_flags() & backends.VNNI_FLAGS)}
+    return json.dumps({"graph": graph_recipe, "versions": packages, "cpu": cpu}, sort_keys=True)
 
 
 def cached_graph(model_dir: Path, graph_recipe: dict[str, Any],
