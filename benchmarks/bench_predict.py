@@ -19,7 +19,9 @@ neither the model nor its calibration (its run's validation split) has seen: poi
 runs `accelerate launch --multi_gpu --num_processes 2` with 1 thread each, on the first file.
 `--memory` adds the flat-memory check (peak RSS on `--big-rows` rows against `--small-rows`).
 Without trained models the offline model gets a seeded head: fine for speed, not for agreement.
-The CPU's features (avx2, avx512, vnni, amx) come first: int8's gain depends on them.
+The CPU's features (avx2, avx512, vnni, amx) come first, then the kernels ONNX Runtime and PyTorch
+dispatch to: int8's gain depends on them. Under `LD_PRELOAD=benchmarks/cpuid_avx2.so` (build:
+benchmarks/cpuid_avx2.c) every process sees a CPU without AVX-512, VNNI and AMX.
 Prints figures; asserts nothing.
 """
 
@@ -212,6 +214,33 @@ def cpu_features() -> str:
     return f"{name}: " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
 
 
+def kernels_seen() -> str:
+    """What this process's libraries dispatch to, which CPUID decides and /proc/cpuinfo does not show
+    when CPUID is masked (benchmarks/cpuid_avx2.c): ONNX Runtime's int8 products (255 x 127 summed over
+    64 terms is 2,072,640 with VNNI's 32-bit sums and 1,048,544 with AVX2's saturating 16-bit pairs)
+    and PyTorch's ATen kernels."""
+    import torch
+
+    seen = f"PyTorch {torch.backends.cpu.get_cpu_capability()}"
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return seen + ", onnxruntime not installed"
+    a = helper.make_tensor_value_info("A", TensorProto.UINT8, [1, 64])
+    b = helper.make_tensor_value_info("B", TensorProto.INT8, [64, 16])
+    y = helper.make_tensor_value_info("Y", TensorProto.INT32, [1, 16])
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "mmi", [a, b], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"A": np.full((1, 64), 255, np.uint8), "B": np.full((64, 16), 127, np.int8)}
+    total = int(session.run(None, feed)[0][0, 0])
+    kind = {2_072_640: "exact 32-bit sums (VNNI)", 1_048_544: "16-bit saturating pairs (AVX2)"}.get(total, str(total))
+    return f"{seen}, ONNX Runtime int8: {kind}"
+
+
 def first_calls(args, tmp: Path) -> None:
     """Each model's first int8 call (it builds and calibrates the graph) and second (it loads it),
     timed as whole processes on the first file."""
@@ -288,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine   {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, threads per way {args.threads}"
           f"{', one core kept busy by a spinning process' if hog else ''}", flush=True)
     print(f"cpu       {cpu_features()}", flush=True)
+    print(f"kernels   {kernels_seen()}", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp_name:
             tmp = Path(tmp_name)
