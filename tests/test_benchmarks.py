@@ -25,8 +25,6 @@ def test_the_cpuid_shim_gives_onnxruntime_and_pytorch_their_avx2_kernels(tmp_pat
     shim = tmp_path / "cpuid_avx2.so"
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "benchmarks" / "cpuid_avx2.c")],
                    check=True)
-
-
     native = _kernels()
     masked = _kernels({**os.environ, "LD_PRELOAD": str(shim)})
     assert "exact 32-bit sums (VNNI)" in native and "PyTorch AVX512" in native
