@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _kernels(env: dict | None = None) -> str:
-    code = "import sys; sys.path.insert(0, 'benchmarks'); import bench_predict; print(bench_predict.kernels_seen())"
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                          env=env).stdout.strip()
+    code = "import bench_predict; print(bench_predict.kernels_seen())"  # as `python benchmarks/...` would
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True,
+                          check=True, env=env).stdout.strip()
 
 
 def test_the_cpuid_shim_gives_onnxruntime_and_pytorch_their_avx2_kernels(tmp_path):
