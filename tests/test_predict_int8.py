@@ -121,12 +121,12 @@ def test_every_process_of_a_launched_run_takes_the_main_process_s_default_precis
     """Machines of one run may differ in CPU features; one output file may not mix precisions."""
     from pipelines.prediction import backends, shards, stream
 
-    class OtherMachine(shards.Group):  # rank 1, whose CPU lacks VNNI; rank 0 (VNNI) answers "int8"
+    class OtherMachine(shards.Group):  # rank 1, whose CPU lacks VNNI and AVX2; rank 0 (VNNI) answers "int8"
         def on_main(self, work):
             return "int8"
 
     built = []
-    monkeypatch.setattr(backends, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(backends, "cpu_flags", lambda: {"sse4_2", "avx"})
     monkeypatch.setattr(stream, "Classifier", lambda model_dir, device, precision, *rest: built.append(precision))
     stream._classifier(OtherMachine(rank=1, size=2), calibrated_model, stream.PredictOptions())
     stream._classifier(shards.Group(), calibrated_model, stream.PredictOptions())  # alone: its own CPU decides

@@ -46,6 +46,9 @@ def cpu_flags() -> set[str]:
 
 # An 8-bit dot product in one instruction, accumulated in 32 bits (AVX512-VNNI, AVX-VNNI, AMX).
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# CPUs where the int8 cascade was measured faster than fp32 as a whole process, labels equal to fp32
+# on 99.5% of rows or more (docs/int8.md): with VNNI 1.8-1.9x, on AVX2's kernels 1.2-1.3x.
+INT8_DEFAULT_FLAGS = VNNI_FLAGS | {"avx2"}
 
 
 def bf16_native() -> bool:
@@ -55,17 +58,16 @@ def bf16_native() -> bool:
 
 def auto_precision(device: str | None, calibrated: bool = False) -> Precision:
     """The default precision: bf16 on CPUs with AMX, where it was measured faster than fp32 with at
-    least 99.9% of labels the same (README); on other CPUs with VNNI, int8 with fp32 re-scoring when
-    the model has calibration rows (`calibrated`) and onnxruntime is installed, measured there at
-    1.8-1.9x fp32 with 99.5% of labels or more the same (docs/int8.md); fp32 elsewhere (GPUs, and CPUs
-    where int8's or bf16's speed is unmeasured)."""
+    least 99.9% of labels the same (README); on other CPUs with VNNI or AVX2 (`INT8_DEFAULT_FLAGS`),
+    int8 with fp32 re-scoring when the model has calibration rows (`calibrated`) and onnxruntime is
+    installed; fp32 elsewhere (GPUs, and CPUs where int8's or bf16's speed is unmeasured)."""
     on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     if not on_cpu:
         return "fp32"
     flags = cpu_flags()
     if "amx_bf16" in flags:
         return "bf16"
-    return "int8" if calibrated and flags & VNNI_FLAGS and onnxruntime_installed() else "fp32"
+    return "int8" if calibrated and flags & INT8_DEFAULT_FLAGS and onnxruntime_installed() else "fp32"
 
 
 def onnxruntime_installed() -> bool:
