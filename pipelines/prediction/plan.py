@@ -41,12 +41,12 @@ class PredictOptions:
     resume: bool = option(False, "Continue an interrupted run from the rows already written.")
     device: str | None = option(None, "Torch device (default: cuda when available, else cpu; int8: cpu).")
     precision: Literal["auto", "fp32", "bf16", "int8"] = option(
-        "auto", "auto: bf16 on CPUs with AMX; int8 with fp32 re-scoring on other CPUs with VNNI, for a model "
+        "auto", "auto: bf16 on CPUs with AMX; int8 with fp32 re-scoring on other CPUs with VNNI or AVX2, for a model "
                 "folder with validation texts when onnxruntime is installed; else fp32 (an ONNX export: the "
                 "precision it was exported in); fp32; bf16 (autocast); int8 (ONNX Runtime on the CPU, unsure rows "
                 "re-scored in fp32).",
         flags={"--fp32": ("fp32", "--precision fp32: fp32 everywhere (default: bf16 on CPUs with AMX, int8 with "
-                                  "fp32 re-scoring on CPUs with VNNI)."),
+                                  "fp32 re-scoring on CPUs with VNNI or AVX2)."),
                "--bf16": ("bf16", "--precision bf16: bf16 autocast (the default on CPUs with AMX)."),
                "--int8": ("int8", "--precision int8: int8 in ONNX Runtime on the CPU (needs cardtune[onnx]); rows "
                                   "int8 is unsure of are re-scored in fp32 to meet --agreement (docs/int8.md).")})
