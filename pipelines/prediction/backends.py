@@ -8,6 +8,7 @@ behind the choices (`--int8` runs ONNX Runtime's dynamic int8; PyTorch's stays f
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -35,13 +36,15 @@ def onnx_precision(folder: Path) -> Precision:
     return model_folder.export_precision(folder)
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo, read once per process; empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        return frozenset()
+    return frozenset(flag for line in text.splitlines() if line.startswith("flags")
+                     for flag in line.split(":", 1)[1].split())
 
 
 # An 8-bit dot product in one instruction, accumulated in 32 bits (AVX512-VNNI, AVX-VNNI, AMX).
@@ -49,6 +52,13 @@ VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # CPUs where the int8 cascade was measured faster than fp32 as a whole process, labels equal to fp32
 # on 99.5% of rows or more (docs/int8.md): with VNNI 1.8-2.1x, on AVX2's kernels 1.2-1.3x.
 INT8_DEFAULT_FLAGS = VNNI_FLAGS | {"avx2"}
+
+
+def int8_kernels() -> str | None:
+    """The int8 kernels ONNX Runtime takes on this CPU where int8 is a default: "VNNI" (32-bit sums),
+    "AVX2" (16-bit saturating pairs), else None."""
+    flags = cpu_flags()
+    return "VNNI" if flags & VNNI_FLAGS else "AVX2" if flags & INT8_DEFAULT_FLAGS else None
 
 
 def bf16_native() -> bool:
@@ -67,7 +77,7 @@ def auto_precision(device: str | None, calibrated: bool = False) -> Precision:
     flags = cpu_flags()
     if "amx_bf16" in flags:
         return "bf16"
-    return "int8" if calibrated and flags & INT8_DEFAULT_FLAGS and onnxruntime_installed() else "fp32"
+    return "int8" if calibrated and int8_kernels() and onnxruntime_installed() else "fp32"
 
 
 def onnxruntime_installed() -> bool:

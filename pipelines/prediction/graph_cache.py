@@ -51,7 +51,7 @@ def recipe_of(graph_recipe: dict[str, Any]) -> str:
     # The calibration stored with the graph was measured with this CPU's int8 kernels, and without
     # VNNI ONNX Runtime's products saturate in 16 bits (docs/int8.md): a cache shared by machines of
     # both kinds (a shared home) keeps an entry per kind.
-    cpu = {"vnni": bool(backends.cpu_flags() & backends.VNNI_FLAGS)}
+    cpu = {"vnni": backends.int8_kernels() == "VNNI"}
     return json.dumps({"graph": graph_recipe, "versions": packages, "cpu": cpu}, sort_keys=True)
 
 

@@ -169,9 +169,8 @@ def _auto_precision(model_dir: Path, device: str | None, opts: PredictOptions) -
         opts.calibration is not None or (model_dir / cascade.CALIBRATION_SOURCE).is_file())
     precision = backends.auto_precision(device, calibrated)
     if precision == "int8":
-        kernels = "VNNI" if backends.cpu_flags() & backends.VNNI_FLAGS else "AVX2"
         log.info("precision: int8 with fp32 re-scoring, the default on this CPU (it has %s; docs/int8.md); "
-                 "--fp32 scores every row in fp32", kernels)
+                 "--fp32 scores every row in fp32", backends.int8_kernels())
     return precision
 
 
