@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any
-
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,32 @@ def configure_threads(threads: int | None = None) -> int:
     processes (oversubscribed threads in data-parallel CPU runs are slower than fewer ones), less
     the cores other jobs keep busy right now (ThreadGovernor; training keeps refitting it)."""
     if threads:
-        torch.set_num_threads(threads)
+        set_torch_threads(threads)
         return threads
     return ThreadGovernor().update()
+
+
+def set_torch_threads(threads: int) -> None:
+    """torch's intra-op threads; in a process that has not imported torch (a prediction that runs only
+    ONNX Runtime may never need it), through OMP_NUM_THREADS, which torch reads when it is imported."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+# Device files a CUDA or ROCm driver creates; without any, torch finds no GPU.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_available() -> bool:
+    """Whether torch would run on a GPU here. On a machine without a GPU driver, answered without
+    importing torch (about a second of a prediction process's start, where only ONNX Runtime runs)."""
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in GPU_DEVICE_FILES):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _machine_busy_seconds() -> float | None:
@@ -72,7 +94,7 @@ class ThreadGovernor:
         if settle_s <= 0:  # keep the count already set; adjust from the next update on
             self._mark = self._sample()
             return
-        torch.set_num_threads(self.share)
+        set_torch_threads(self.share)
         self._mark = self._sample()
         if self._mark[1] is not None and self.share > 1:
             time.sleep(settle_s)  # a first look at the machine, so the first stretch of work already fits it
@@ -93,10 +115,14 @@ class ThreadGovernor:
 
     @property
     def threads(self) -> int:
+        import torch
+
         return torch.get_num_threads()
 
     def update(self) -> int:
         """Set and return the thread count for the next stretch of work."""
+        import torch
+
         others = self.others_busy()
         current = torch.get_num_threads()
         if others is None:
@@ -111,6 +137,8 @@ class ThreadGovernor:
 
 def training_defaults() -> dict[str, Any]:
     """TrainingArguments defaults for the hardware at hand (card and command line still win)."""
+    import torch
+
     values: dict[str, Any] = {
         "optim": "adamw_torch_fused",
         # The NaN/inf filter calls .item() on every step's loss: a host sync per step on GPUs.
@@ -137,7 +165,7 @@ def launcher_problem(script: str = "scripts/run.py") -> str | None:
     """
     env = os.environ
     launched = "ACCELERATE_DYNAMO_BACKEND" in env and "MASTER_ADDR" in env
-    if launched and not any(k in env for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) and not torch.cuda.is_available():
+    if launched and not any(k in env for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) and not gpu_available():
         return ("accelerate launch started one process although several were asked for: on a machine without "
                 f"GPUs use `accelerate launch --multi_gpu --num_processes N {script} ...` (the processes "
                 "then run on the CPU with gloo), or drop --num_processes for a single process")

@@ -2,7 +2,11 @@
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ from conftest import interrupt_second_chunk, toy_rows, write_csv
 from test_predict import _read
 
 from pipelines.cli.predict import main
-from pipelines.prediction import cascade
+from pipelines.prediction import cascade, plan
 
 pytest.importorskip("onnxruntime")
 
@@ -49,7 +53,7 @@ def test_the_int8_graph_is_built_once_then_loaded_and_rebuilt_when_damaged(calib
     assert any(line.startswith("built the int8 graph") and " s" in line for line in first)
     assert _meta(tmp_path / "a.csv")["graph_build_s"] > 0
     graphs = list((tmp_path / "cache" / "graphs").glob("int8-*"))
-    assert len(graphs) == 1 and {p.name for p in graphs[0].iterdir()} >= {"model.onnx", "calibration.json"}
+    assert len(graphs) == 1 and {p.name for p in graphs[0].iterdir()} >= {"model.onnx", "fp32.onnx", "calibration.json"}
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
@@ -70,6 +74,57 @@ def test_the_int8_graph_is_built_once_then_loaded_and_rebuilt_when_damaged(calib
     assert any("does not match its sha256" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     assert any(line.startswith("built the int8 graph") for line in _graph_lines(caplog))
     assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "a.csv").read_bytes()
+
+
+HEAVY = ("torch", "datasets", "accelerate", "sklearn", "transformers.modeling_utils")
+
+
+def test_a_cached_int8_graph_predicts_without_importing_torch(calibrated_model, rows_csv, tmp_path, monkeypatch):
+    """The PyTorch model (torch, transformers' model code) loads only to build the graphs: a cached
+    graph is a second of start-up less, and the same output."""
+    monkeypatch.setenv("CARDTUNE_CACHE", str(tmp_path / "cache"))
+    base = ["--model", str(calibrated_model), "--input", str(rows_csv), "--int8", "--output"]
+    assert main(base + [str(tmp_path / "built.csv")]) == 0  # builds: needs torch
+    code = ("import sys; from pipelines.cli.predict import main; rc = main(sys.argv[1:]); "
+            f"print('loaded:', [m for m in {HEAVY!r} if m in sys.modules]); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, *base, str(tmp_path / "cached.csv")], capture_output=True,
+                          text=True, cwd=Path(__file__).parents[1], env=os.environ, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loaded: []" in done.stdout
+    assert (tmp_path / "cached.csv").read_bytes() == (tmp_path / "built.csv").read_bytes()
+
+
+def test_prediction_reads_tokenizer_and_labels_as_transformers_does(calibrated_model, tiny_model):
+    from transformers import AutoConfig, AutoTokenizer
+
+    from pipelines.modeling import model_folder
+    from pipelines.modeling.loading import load_tokenizer
+
+    for folder in (calibrated_model, tiny_model):
+        ours, auto = load_tokenizer(str(folder)), AutoTokenizer.from_pretrained(str(folder))
+        assert type(ours) is type(auto) and ours.model_input_names == auto.model_input_names
+        texts = ["it was very good", "the plot, however, was thin"]
+        assert ours(texts, text_pair=texts[::-1])["input_ids"] == auto(texts, text_pair=texts[::-1])["input_ids"]
+        config, light = AutoConfig.from_pretrained(str(folder)), model_folder.saved_config(folder)
+        assert light.id2label == config.id2label and light.num_labels == config.num_labels
+        assert light.problem_type == config.problem_type
+        assert light.max_position_embeddings == config.max_position_embeddings
+
+
+def test_the_onnx_runner_runs_batches_side_by_side_in_order(calibrated_model, rows_csv, tmp_path, monkeypatch):
+    from pipelines.prediction import graph_cache
+    from pipelines.prediction.backends import OnnxRunner
+
+    monkeypatch.setenv("CARDTUNE_CACHE", str(tmp_path / "cache"))
+    assert main(["--model", str(calibrated_model), "--input", str(rows_csv), "--int8", "--output",
+                 str(tmp_path / "a.csv")]) == 0
+    graph = next((tmp_path / "cache" / "graphs").glob("int8-*")) / graph_cache.FP32_FILE
+    rng = np.random.default_rng(0)
+    batches = [{"input_ids": rng.integers(5, 60, (n, length)), "attention_mask": np.ones((n, length), np.int64),
+                "token_type_ids": np.zeros((n, length), np.int64)} for n, length in [(8, 12), (3, 5), (16, 9), (8, 16)]]
+    one, four = OnnxRunner(graph, "fp32", threads=1), OnnxRunner(graph, "fp32", threads=4)
+    for a, b in zip(one.map(batches), four.map(batches), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_retrained_model_gets_its_own_graph(calibrated_model, tmp_path, monkeypatch):
@@ -150,7 +205,7 @@ def test_an_int8_resume_keeps_the_batching_because_it_sets_the_bytes(calibrated_
     assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
 
 
-def test_rescored_rows_are_the_fp32_bytes_and_the_meta_says_how_many(calibrated_model, rows_csv, tmp_path,
+def test_rescored_rows_take_fp32_s_label_and_the_meta_says_how_many(calibrated_model, rows_csv, tmp_path,
                                                                     monkeypatch, capsys):
     base = ["--model", str(calibrated_model), "--input", str(rows_csv), "--chunk-size", "150", "--output"]
     assert main(base + [str(tmp_path / "fp32.csv"), "--fp32"]) == 0
@@ -171,8 +226,14 @@ def test_rescored_rows_are_the_fp32_bytes_and_the_meta_says_how_many(calibrated_
     assert "re-scored in fp32 (int8 unsure)" in capsys.readouterr().out
     fp32, mixed = _read(tmp_path / "fp32.csv"), _read(tmp_path / "cascade.csv")
     assert 0 < unsure.sum() < len(unsure)
+    scores = [i for i, c in enumerate(header) if c.startswith("prob_") or c == plan.PREDICTED_PROB]
     for row, is_unsure, f_row, p_row in zip(mixed[1:], unsure, fp32[1:], plain[1:], strict=True):
-        assert row == (f_row if is_unsure else p_row)  # fp32's exact text where re-scored, int8's elsewhere
+        if not is_unsure:
+            assert row == p_row  # int8's exact line where it is sure
+            continue
+        # Re-scored by the fp32 ONNX graph: PyTorch's label and text, its probabilities to 1e-5.
+        assert [c for i, c in enumerate(row) if i not in scores] == [c for i, c in enumerate(f_row) if i not in scores]
+        assert all(abs(float(row[i]) - float(f_row[i])) <= 1e-5 for i in scores)
     meta = _meta(tmp_path / "cascade.csv")["cascade"]
     assert meta["rows_rescored"] == int(unsure.sum()) and meta["threshold"] == margin
     assert meta["agreement_target"] == 0.995 and 0 < meta["expected_agreement"] <= 1

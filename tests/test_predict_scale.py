@@ -185,8 +185,10 @@ def test_thread_governor_uses_the_cores_others_leave_free(monkeypatch):
     monkeypatch.setattr(hardware.time, "monotonic", lambda: clock["wall"])
     monkeypatch.setattr(hardware.time, "process_time", lambda: clock["own"])
     threads = []
-    monkeypatch.setattr(hardware.torch, "set_num_threads", threads.append)
-    monkeypatch.setattr(hardware.torch, "get_num_threads", lambda: threads[-1] if threads else 4)
+    import torch
+
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads[-1] if threads else 4)
     monkeypatch.setattr(hardware.os, "cpu_count", lambda: 4)
 
     def tick(seconds, others, own):

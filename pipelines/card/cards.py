@@ -40,6 +40,9 @@ def resolve_card_path(task: str) -> Path:
     )
 
 
+SETTINGS_KEYS = ("defaults", "model_defaults", "search")  # a card's run settings (typed by TrainingArguments)
+
+
 def load_card(task: str | Path, *, saved: bool = False) -> TaskCard:
     """Load and validate a card by name or path; all problems are reported in one CardError.
 
@@ -55,8 +58,14 @@ def load_card(task: str | Path, *, saved: bool = False) -> TaskCard:
         where = f" line {mark.line + 1}" if mark else ""
         raise CardError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     problems: list[str] = []
+    settings = {}
+    if saved and isinstance(raw, dict):
+        # Checked when its run started; checking again needs TrainingArguments, whose import takes torch,
+        # which a prediction run by ONNX Runtime alone never loads. Read as the run wrote them.
+        settings = {k: raw.pop(k) for k in SETTINGS_KEYS if isinstance(raw.get(k), dict)}
     values = s.check_keys(TaskCard, raw, "", problems)
     if values is not None:
+        values.update(settings)
         if saved:
             _as_trained(values)
         _cross_checks(values, problems)

@@ -19,10 +19,12 @@ def configure_logging(level: int = logging.INFO) -> None:
         if not any(isinstance(f, RedactTokens) for f in handler.filters):
             handler.addFilter(RedactTokens())
     if not sys.stderr.isatty():  # progress bars turn into thousands of lines in a log file
-        import datasets
         import transformers
 
-        datasets.disable_progress_bars()
+        # datasets reads it when imported (it is not, in a prediction run by ONNX Runtime alone)
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
     # httpx2 is huggingface_hub's HTTP client: one INFO line per request otherwise.
     noisy = ("transformers", "datasets", "huggingface_hub", "accelerate", "urllib3", "httpx", "httpx2", "filelock")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 from tokenizers import Encoding
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from pipelines.card.cards import TaskCard
 from pipelines.card.keys import DEFAULT_HEAD_TOKENS, PAIR_TRUNCATION, SINGLE_TRUNCATION
 from pipelines.data.readers import column
 from pipelines.errors import ModelError
+
+if TYPE_CHECKING:  # prediction with a cached int8 graph runs without datasets, torch or transformers' models
+    import datasets
+    from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ def sort_by_length(ds: datasets.Dataset) -> datasets.Dataset:
 
 def collator(tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> DataCollatorWithPadding:
     """Dynamic padding to the longest sequence of each batch."""
+    from transformers import DataCollatorWithPadding
+
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
 

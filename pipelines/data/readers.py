@@ -6,14 +6,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import pandas as pd
 
 from pipelines.card.keys import LocalSource
 from pipelines.data import bad_bytes
 from pipelines.errors import DataError
+
+if TYPE_CHECKING:  # imported where a table is read: prediction imports this module and needs no datasets
+    import datasets
 
 _SEPS = {"csv": ",", "tsv": "\t"}
 
@@ -35,6 +37,8 @@ def read_table(path: Path, spec: LocalSource) -> datasets.Dataset:
         raise DataError(f"{path}: cannot read as {fmt} ({first}); check dataset.local.format and the file") from None
     frame = _as_strings(frame)
     frame = frame.rename(columns=dict(spec.rename or {}))
+    import datasets
+
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
-from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedTokenizerBase,
-)
 
-from pipelines.card.cards import TaskCard
 from pipelines.errors import ModelError
-from pipelines.modeling import model_folder, offline, pooled_classifier
+from pipelines.modeling import model_folder, offline
 from pipelines.modeling.heads import HEADS
+
+if TYPE_CHECKING:  # torch and transformers' model code load where a model does (not for a tokenizer)
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from pipelines.card.cards import TaskCard
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,32 @@ def load_tokenizer(name: str | None, online: bool = False) -> PreTrainedTokenize
     path = resolve(name)
     model_folder.check(path, "model")
     try:
+        named = _named_tokenizer_class(path)
+        if named is not None:
+            return named.from_pretrained(path, local_files_only=not online)
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(path, local_files_only=not online)
     except (OSError, ValueError) as err:
         log.debug("tokenizer load failed: %s", err)
         raise ModelError(
             f"cannot load the tokenizer of model '{name or offline.default_model()}': {_hint(path, online)}") from None
+
+
+def _named_tokenizer_class(path: str) -> type | None:
+    """The tokenizer class a folder's tokenizer_config.json names, when transformers has it: what
+    AutoTokenizer picks too, without AutoTokenizer's read of config.json, which imports torch (a
+    second of a prediction process that runs only ONNX Runtime)."""
+    try:
+        name = json.loads((Path(path) / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(name, str) or not name.isidentifier():
+        return None
+    import transformers
+
+    found = getattr(transformers, name, None)
+    return found if isinstance(found, type) else None
 
 
 def load_model(
@@ -86,6 +107,8 @@ def load_model(
     labels = {"num_labels": len(card.labels), "id2label": card.id2label,
               "label2id": {label: i for i, label in card.id2label.items()}}
     build = functools.partial(_classifier, path, labels, online, head=head, head_hidden=head_hidden, dropout=dropout)
+    from pipelines.modeling import pooled_classifier
+
     try:
         try:
             return build(attn_implementation)
@@ -102,6 +125,10 @@ def load_model(
 def _classifier(path: str, labels: dict, online: bool, attn_implementation: str | None, head: str,
                 head_hidden: int | None, dropout: float | None) -> nn.Module:
     """The model's own sequence classifier, or an encoder under one of cardtune's heads."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from pipelines.modeling import pooled_classifier
+
     if not HEADS[head].is_models_own:
         config = AutoConfig.from_pretrained(path, local_files_only=not online, **labels)
         rate = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
@@ -126,6 +153,10 @@ def load_trained(model_dir: str | Path) -> tuple[nn.Module, PreTrainedTokenizerB
         raise ModelError(f"{path} is not a saved model directory (no config.json); pass the --output-dir of a run")
     model_folder.check(path, "model")
     tokenizer = load_tokenizer(str(path))
+    from transformers import AutoModelForSequenceClassification
+
+    from pipelines.modeling import pooled_classifier
+
     try:
         if pooled_classifier.is_custom(path):
             return pooled_classifier.load(path).eval(), tokenizer

@@ -7,6 +7,7 @@ word `[UNK]`), and a damaged `export.json` is an error instead of a silent fp32.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import ModelError
@@ -73,3 +74,35 @@ def _json(path: Path, role: str, fix: str) -> dict:
     if not isinstance(data, dict):
         raise ModelError(f"{role} {path.parent}: {path.name} is damaged (not a JSON object); {fix}")
     return data
+
+
+@dataclass(frozen=True)
+class SavedConfig:
+    """What prediction reads of a saved model's config.json: read as JSON, because transformers'
+    config code imports torch, which a prediction run by ONNX Runtime alone never needs."""
+
+    id2label: dict[int, str]
+    problem_type: str | None = None
+    max_position_embeddings: int | None = None
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+
+def saved_config(folder: Path, role: str = "--model") -> SavedConfig:
+    """The label names, problem type and position table size of a checked model folder. Without
+    `id2label`, transformers' default: two labels, LABEL_0 and LABEL_1."""
+    fix = "copy the whole folder again from a good source, or pass the --output-dir of a finished run"
+    data = _json(folder / CONFIG, role, fix)
+    raw = data.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}
+    try:
+        id2label = {int(k): str(v) for k, v in dict(raw).items()}
+    except (TypeError, ValueError):
+        raise ModelError(f"{role} {folder}: {CONFIG} has an id2label that does not map numbers to names; "
+                         f"{fix}") from None
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ModelError(f"{role} {folder}: {CONFIG}'s id2label numbers {sorted(id2label)}, expected 0 to "
+                         f"{len(id2label) - 1}; {fix}")
+    positions = data.get("max_position_embeddings")
+    return SavedConfig(id2label, data.get("problem_type"), positions if isinstance(positions, int) else None)

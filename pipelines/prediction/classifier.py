@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from pipelines.card.cards import saved_card
 from pipelines.data import features
@@ -19,6 +19,9 @@ from pipelines.prediction import backends, cascade
 from pipelines.prediction.backends import OnnxRunner, Precision, TorchRunner
 from pipelines.reporting import run_id, run_lock
 
+if TYPE_CHECKING:  # a cached int8 graph (or an ONNX export) predicts without importing torch
+    import torch
+
 log = logging.getLogger(__name__)
 
 MIN_BATCH = 8  # see Classifier._probs_of
@@ -29,9 +32,9 @@ class Classifier:
     """A saved sequence classifier, its tokenizer and label names, and the card saved with it.
 
     `precision`: fp32, bf16 (autocast) or int8 (dynamic int8 matrix products on the CPU, run by
-    ONNX Runtime on a graph exported at load time, or by PyTorch with `backend="torch"`); an
-    ONNX export runs in the precision it was exported in. `threads` sizes ONNX Runtime's pool
-    (torch's is process-wide and set by the caller)."""
+    ONNX Runtime on a graph built once and cached, or by PyTorch with `backend="torch"`); an
+    ONNX export runs in the precision it was exported in. `threads`: batches ONNX Runtime runs
+    at once (torch's threads are process-wide and set by the caller)."""
 
     def __init__(self, model_dir: str | Path, device: str | None = None, precision: Precision = "fp32",
                  threads: int | None = None, backend: str = "auto", agreement: float | None = None,
@@ -48,15 +51,18 @@ class Classifier:
         if backends.is_onnx_export(self.path):
             self.runner = self._onnx_runner(device, precision, threads)
             self._labels()
+        elif precision == "int8" and backend != "torch":
+            # The graphs are cached: the PyTorch model (and torch) loads only to build them.
+            self.config = model_folder.saved_config(self.path)
+            self.tokenizer = load_tokenizer(str(self.path))
+            self._labels()
+            self.runner = self._int8_graph(device, threads, agreement, calibration)
         else:
             model, self.tokenizer = load_trained(self.path)
             self.config = model.config
             self._labels()
-            if precision == "int8" and backend != "torch":
-                self.runner = self._int8_graph(model, device, threads, agreement, calibration)
-            else:
-                device = device or ("cpu" if precision == "int8" else None)  # int8 kernels are CPU kernels
-                self.runner = TorchRunner(self._to_device(model, device), self.device, precision)
+            device = device or ("cpu" if precision == "int8" else None)  # int8 kernels are CPU kernels
+            self.runner = TorchRunner(self._to_device(model, device), self.device, precision)
         features.check_fast(self.tokenizer, str(self.path))
 
     def _labels(self) -> None:
@@ -75,6 +81,8 @@ class Classifier:
         return self.runner.backend
 
     def _to_device(self, model: torch.nn.Module, device: str | None) -> torch.nn.Module:
+        import torch
+
         try:
             self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
             return model.to(self.device)
@@ -82,32 +90,29 @@ class Classifier:
             raise ModelError(f"cannot run the model on device '{device}' ({err}); try --device cpu") from None
 
     def _onnx_runner(self, device: str | None, precision: Precision, threads: int | None) -> OnnxRunner:
-        from transformers import AutoConfig
-
         if device not in (None, "cpu"):
             raise ModelError(f"{self.path} is an ONNX export, run by onnxruntime on the CPU; drop --device {device}")
         exported = backends.onnx_precision(self.path)
         if precision not in ("fp32", exported):
             raise ModelError(f"{self.path} was exported in {exported}; for {precision} predictions export again "
                              f"with `scripts/export.py OUT --onnx --{precision}`, or pass the PyTorch model")
-        self.config = AutoConfig.from_pretrained(str(self.path), local_files_only=True)
+        self.config = model_folder.saved_config(self.path)
         self.tokenizer = load_tokenizer(str(self.path))
-        self.device = torch.device("cpu")
+        self.device = "cpu"
         return OnnxRunner(self.path / backends.ONNX_FILE, exported, threads)
 
-    def _int8_graph(self, model: torch.nn.Module, device: str | None, threads: int | None,
-                    agreement: float | None, calibration_file: cascade.CalibrationFile | None) -> OnnxRunner:
+    def _int8_graph(self, device: str | None, threads: int | None, agreement: float | None,
+                    calibration_file: cascade.CalibrationFile | None) -> OnnxRunner:
         """The int8 graph from cardtune's cache (built and calibrated on first use), run in ONNX
-        Runtime; with an agreement target, the fp32 model stays loaded to re-score unsure rows.
+        Runtime; with an agreement target, the fp32 graph of the same entry re-scores unsure rows.
         Calibration rows: `calibration_file`, else the run's validation texts."""
         if device not in (None, "cpu"):
             raise ModelError(f"--int8 runs on the CPU (ONNX Runtime); drop --device {device}")
         backends.import_onnxruntime()
         from pipelines.prediction import graph_cache, onnx_graph
 
-        self.device = torch.device("cpu")
-        fp32 = TorchRunner(model, self.device, "fp32")
-        recipe = onnx_graph.recipe()
+        self.device = "cpu"
+        recipe = {**onnx_graph.recipe(), "rescoring": graph_cache.RESCORING}
         if calibration_file is not None:
             texts, source = calibration_file.texts(self.card), str(calibration_file.path)
             recipe = {**recipe, "calibration": calibration_file.digest()}  # another file: another entry
@@ -115,23 +120,29 @@ class Classifier:
             texts = cascade.calibration_texts(self.path, self.card.text_columns) if self.card else ([], None)
             source = f"{cascade.CALIBRATION_SOURCE} of the model folder"
 
-        def build(path: Path) -> dict | None:
-            onnx_graph.write_graph(model, self.tokenizer, path, int8=True)
+        def build(folder: Path) -> dict | None:
+            import torch
+
+            model, _ = load_trained(self.path)
+            onnx_graph.write_graph(model, self.tokenizer, folder / graph_cache.FP32_FILE, int8=False)
+            onnx_graph.quantize(folder / graph_cache.FP32_FILE, folder / graph_cache.GRAPH_FILE)
             if not texts[0]:
                 return None
-            int8 = self._probs(OnnxRunner(path, "int8", threads), *texts)
-            reference = self._probs(fp32, *texts)
+            # Agreement is measured against PyTorch's fp32, the reference `--fp32` runs.
+            int8 = self._probs(OnnxRunner(folder / graph_cache.GRAPH_FILE, "int8", threads), *texts)
+            reference = self._probs(TorchRunner(model, torch.device("cpu"), "fp32"), *texts)
             return cascade.record(cascade.margins(int8, self.sigmoid), cascade.agree(int8, reference, self.sigmoid),
                                   source)
 
         folder, calibration, self.graph_build_s = graph_cache.cached_graph(self.path, recipe, build)
-        self.graph = onnx_graph.recipe()
+        self.graph = {**onnx_graph.recipe(), "rescoring": graph_cache.RESCORING}
         if agreement:
             if calibration is None:
                 log.warning("%s has no %s (a run by an older cardtune, or a model from elsewhere): int8 without "
                             "re-scoring; 1-4%% of labels may differ from fp32 (docs/int8.md)", self.path,
                             cascade.CALIBRATION_SOURCE)
             else:
+                fp32 = OnnxRunner(folder / graph_cache.FP32_FILE, "fp32", threads)
                 self.cascade = Cascade(fp32, cascade.threshold_for(calibration, agreement))
                 self.graph = {**self.graph, "cascade": self.cascade.threshold.as_dict()}
                 t = self.cascade.threshold
@@ -166,13 +177,11 @@ class Classifier:
         if not first:
             return np.zeros((0, len(self.labels))), np.zeros(0, dtype=bool)
         enc = self._encoded(first, second, max_length, truncation, head_tokens)
-        probs, padded = self._probs_of(self.runner, enc, np.arange(len(first)), batch_size)
+        probs = self._probs_of(self.runner, enc, np.arange(len(first)), batch_size)
         if self.cascade is not None:
             unsure = np.flatnonzero(cascade.margins(probs, self.sigmoid) < self.cascade.threshold.threshold)
-            # Each row again at the padded length of its batch: what an fp32 run of the chunk computes.
-            for length in np.unique(padded[unsure]):
-                rows = unsure[padded[unsure] == length]
-                probs[rows] = self._probs_of(self.cascade.fp32, enc, rows, batch_size, int(length))[0]
+            if unsure.size:
+                probs[unsure] = self._probs_of(self.cascade.fp32, enc, unsure, batch_size)
             self.rescored += int(unsure.size)
         return probs, np.asarray(enc["truncated"], dtype=bool)
 
@@ -186,37 +195,35 @@ class Classifier:
 
     def _probs(self, runner, first: list[str], second: list[str] | None) -> np.ndarray:
         """Probabilities of `runner` on texts, with the card's limits (calibration)."""
-        return self._probs_of(runner, self._encoded(first, second), np.arange(len(first)), 64)[0]
+        return self._probs_of(runner, self._encoded(first, second), np.arange(len(first)), 64)
 
-    def _probs_of(self, runner, enc: dict, rows: np.ndarray, batch_size: int,
-                  pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities of the encoded `rows` (in that order), in batches of similar lengths, and
-        the length each row was padded to (its batch's longest row, or `pad_to`).
+    def _probs_of(self, runner, enc: dict, rows: np.ndarray, batch_size: int) -> np.ndarray:
+        """Probabilities of the encoded `rows` (in that order), in batches of similar lengths, each
+        padded to its longest row.
 
         Bit for bit, PyTorch's fp32 result for a row on the CPU depends on the length its batch is
-        padded to, and in batches of one or two rows on the batch size too, but not on the other
-        rows: a re-scored row, padded as before in a batch of at least MIN_BATCH rows (repeats
-        fill it), gets the bytes an fp32 run writes (docs/int8.md)."""
+        padded to, and in batches of one or two rows on the batch size too: every batch has at least
+        MIN_BATCH rows (repeats fill it), so a row's output does not depend on where a chunk ends."""
         inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
         lengths = np.asarray(enc["length"])[rows]
         order = np.argsort(-lengths, kind="stable")  # similar lengths share a batch
-        probs = np.zeros((len(rows), len(self.labels)))
-        padded = np.zeros(len(rows), dtype=np.int64)
-        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {}
-        for start in range(0, len(order), batch_size):
-            picked = order[start : start + batch_size]
+        picks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def padded(picked: np.ndarray) -> dict[str, np.ndarray]:
             fill = np.concatenate([picked, np.repeat(picked[:1], max(0, MIN_BATCH - len(picked)))])
-            batch = self.tokenizer.pad({k: [v[i] for i in rows[fill]] for k, v in inputs.items()}, return_tensors="np",
-                                       **padding)
-            logits = runner(dict(batch))[: len(picked)]
+            return dict(self.tokenizer.pad({k: [v[i] for i in rows[fill]] for k, v in inputs.items()},
+                                           return_tensors="np"))
+
+        probs = np.zeros((len(rows), len(self.labels)))
+        for picked, logits in zip(picks, runner.map(padded(p) for p in picks)):
+            logits = logits[: len(picked)]
             probs[picked] = 1 / (1 + np.exp(-logits)) if self.sigmoid else metrics.softmax(logits)
-            padded[picked] = batch["input_ids"].shape[1]
-        return probs, padded
+        return probs
 
 
 @dataclass(frozen=True)
 class Cascade:
-    """The fp32 model that re-scores the rows int8 is unsure of, and the margin below which it does."""
+    """The fp32 graph that re-scores the rows int8 is unsure of, and the margin below which it does."""
 
-    fp32: TorchRunner
+    fp32: OnnxRunner
     threshold: cascade.Threshold

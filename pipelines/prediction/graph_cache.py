@@ -4,6 +4,7 @@ Layout (`$CARDTUNE_CACHE/graphs/`, sealed by `modeling.offline.model_cache`: a m
 of every file, written last; a damaged or partial entry is rebuilt with a warning)::
 
     graphs/int8-<hash>/model.onnx         the quantized graph ONNX Runtime runs
+    graphs/int8-<hash>/fp32.onnx          the same model in fp32, which re-scores the rows int8 is unsure of
     graphs/int8-<hash>/calibration.json   int8 margins and fp32 agreement on the calibration rows
 
 `<hash>` covers the model folder's files (weights, config, tokenizer, card, validation texts) and
@@ -28,7 +29,10 @@ from pipelines.prediction import backends
 log = logging.getLogger(__name__)
 
 GRAPH_FILE = backends.ONNX_FILE
+FP32_FILE = "fp32.onnx"
 CALIBRATION_FILE = "calibration.json"
+# What re-scores the cascade's unsure rows (part of the recipe: an entry without FP32_FILE is another one).
+RESCORING = "fp32 ONNX graph"
 
 
 def graphs_dir() -> Path:
@@ -57,10 +61,10 @@ def recipe_of(graph_recipe: dict[str, Any]) -> str:
 
 def cached_graph(model_dir: Path, graph_recipe: dict[str, Any],
                  build: Callable[[Path], dict[str, Any] | None]) -> tuple[Path, dict[str, Any] | None, float | None]:
-    """(folder of the graph, its calibration or None, build seconds or None when reused).
+    """(folder of the graphs, their calibration or None, build seconds or None when reused).
 
-    `build(path)` writes the graph to `path` and returns its calibration (or None); it runs only
-    when no intact entry exists for this model and recipe."""
+    `build(folder)` writes GRAPH_FILE and FP32_FILE into `folder` and returns the calibration (or
+    None); it runs only when no intact entry exists for this model and recipe."""
     recipe = recipe_of(graph_recipe)
     key = "int8-" + hashlib.sha256((model_digest(model_dir) + recipe).encode("utf-8")).hexdigest()[:24]
     built: list[float] = []
@@ -68,7 +72,7 @@ def cached_graph(model_dir: Path, graph_recipe: dict[str, Any],
     def make(folder: Path) -> None:
         log.info("building the int8 graph of %s (once: later calls load it from %s)", model_dir, graphs_dir() / key)
         start = time.perf_counter()
-        calibration = build(folder / GRAPH_FILE)
+        calibration = build(folder)
         if calibration is not None:
             (folder / CALIBRATION_FILE).write_text(json.dumps(calibration, sort_keys=True) + "\n", encoding="utf-8")
         built.append(time.perf_counter() - start)

@@ -12,10 +12,11 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # imported where a graph is written: reading its recipe (a cache key) needs no torch
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +24,6 @@ OPSET = 17  # LayerNormalization is one op from 17 on; onnxruntime 1.16+ runs it
 # How the graph is made, beyond the model: a --resume must not continue a file made from another recipe.
 RECIPE = {"opset": OPSET, "attention": "eager"}
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class _Logits(torch.nn.Module):
-    """The classifier as a function of the tokenizer's arrays, returning logits only."""
-
-    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *arrays: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, arrays))).logits
 
 
 def recipe() -> dict[str, Any]:
@@ -44,6 +34,18 @@ def recipe() -> dict[str, Any]:
 def write_graph(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, int8: bool) -> dict[str, Any]:
     """Export `model` (on the CPU) to `path`; with `int8`, quantize its matrix products. Returns
     the graph's description (inputs, output, dynamic axes, opset) for export.json."""
+    import torch
+
+    class _Logits(torch.nn.Module):
+        """The classifier as a function of the tokenizer's arrays, returning logits only."""
+
+        def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+            super().__init__()
+            self.model, self.names = model, names
+
+        def forward(self, *arrays: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(self.names, arrays))).logits
+
     names = [n for n in tokenizer.model_input_names if n in INPUTS]
     example = tokenizer(["a short one", "and a somewhat longer second example"], padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}

@@ -150,8 +150,9 @@ def _classifier(group: shards.Group, model_dir: str | Path, opts: PredictOptions
     precision = opts.precision
     if precision == "auto":  # rank 0 decides for every process: machines may differ in CPU features, a file may not
         precision = group.on_main(lambda: _auto_precision(Path(model_dir), device, opts))
-    # ONNX Runtime's pool (no spinning, work shared out dynamically) kept its speed on a shared core,
-    # unlike torch's OpenMP threads: it gets this process's share of the cores, whatever the load.
+    # ONNX Runtime gets this process's share of the cores, whatever the load: each of its threads runs
+    # whole batches and takes the next when done, so one on a shared core holds no other up (torch's
+    # OpenMP threads wait for each other after every operation).
     calibration = None
     if opts.calibration:
         columns = (opts.text_column, opts.text_pair_column) if opts.text_pair_column else (opts.text_column,)
@@ -182,9 +183,9 @@ def _finished(summary: PredictSummary, clf: Classifier, plan: Plan) -> PredictSu
 
 def _device(device: str | None, group: shards.Group) -> str | None:
     """The device asked for; with several processes on a GPU machine, this process's own GPU."""
-    import torch
+    if group.size > 1 and device in (None, "cuda") and hardware.gpu_available():
+        import torch
 
-    if group.size > 1 and device in (None, "cuda") and torch.cuda.is_available():
         return f"cuda:{group.local_rank % torch.cuda.device_count()}"
     return device
 
