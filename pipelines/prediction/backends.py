@@ -55,7 +55,7 @@ def cpu_flags() -> frozenset[str]:
 # An 8-bit dot product in one instruction, accumulated in 32 bits (AVX512-VNNI, AVX-VNNI, AMX).
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # CPUs where the int8 cascade was measured faster than fp32 as a whole process, labels equal to fp32
-# on 99.5% of rows or more (docs/int8.md): with VNNI 1.8-2.1x, on AVX2's kernels 1.2-1.3x.
+# on 99.5% of rows or more (docs/int8.md): with VNNI 2.5-2.6x, on AVX2's kernels 1.56x.
 INT8_DEFAULT_FLAGS = VNNI_FLAGS | {"avx2"}
 
 
