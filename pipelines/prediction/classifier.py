@@ -48,15 +48,15 @@ class Classifier:
         self.rescored = 0  # rows re-scored in fp32 so far
         self.graph_build_s: float | None = None  # seconds the int8 graph took to build; None: loaded or none
         self.card = saved_card(self.path)
-        if backends.is_onnx_export(self.path):
-            self.runner = self._onnx_runner(device, precision, threads)
-            self._labels()
-        elif precision == "int8" and backend != "torch":
-            # The graphs are cached: the PyTorch model (and torch) loads only to build them.
+        exported = backends.is_onnx_export(self.path)
+        if exported or (precision == "int8" and backend != "torch"):
+            # ONNX Runtime runs a graph: labels and tokenizer are read without torch, which loads only to
+            # build a graph not yet cached.
             self.config = model_folder.saved_config(self.path)
             self.tokenizer = load_tokenizer(str(self.path))
             self._labels()
-            self.runner = self._int8_graph(device, threads, agreement, calibration)
+            self.runner = (self._onnx_runner(device, precision, threads) if exported
+                           else self._int8_graph(device, threads, agreement, calibration))
         else:
             model, self.tokenizer = load_trained(self.path)
             self.config = model.config
@@ -96,8 +96,6 @@ class Classifier:
         if precision not in ("fp32", exported):
             raise ModelError(f"{self.path} was exported in {exported}; for {precision} predictions export again "
                              f"with `scripts/export.py OUT --onnx --{precision}`, or pass the PyTorch model")
-        self.config = model_folder.saved_config(self.path)
-        self.tokenizer = load_tokenizer(str(self.path))
         self.device = "cpu"
         return OnnxRunner(self.path / backends.ONNX_FILE, exported, threads)
 
@@ -112,7 +110,7 @@ class Classifier:
         from pipelines.prediction import graph_cache, onnx_graph
 
         self.device = "cpu"
-        recipe = {**onnx_graph.recipe(), "rescoring": graph_cache.RESCORING}
+        self.graph = recipe = {**onnx_graph.recipe(), "rescoring": graph_cache.RESCORING}
         if calibration_file is not None:
             texts, source = calibration_file.texts(self.card), str(calibration_file.path)
             recipe = {**recipe, "calibration": calibration_file.digest()}  # another file: another entry
@@ -135,7 +133,6 @@ class Classifier:
                                   source)
 
         folder, calibration, self.graph_build_s = graph_cache.cached_graph(self.path, recipe, build)
-        self.graph = {**onnx_graph.recipe(), "rescoring": graph_cache.RESCORING}
         if agreement:
             if calibration is None:
                 log.warning("%s has no %s (a run by an older cardtune, or a model from elsewhere): int8 without "
